@@ -1,0 +1,10 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo   run the snapshotter against a local API server and show what it stored
+#   make test   install what the tests need, then run every check and test
+.PHONY: test demo setup
+
+test:
+	hack/test.sh $(ARGS)
+
+setup:
+	hack/setup.sh

@@ -1,0 +1,156 @@
+"""Command line: argv -> Settings -> daemon; exceptions -> exit codes.
+
+    snapshotter [--config FILE] [--once]     run the daemon, or one reconciliation
+    snapshotter db upgrade                   create or upgrade the schema
+    snapshotter config check                 validate the configuration and print it
+
+Exit codes: 0 clean stop or successful --once, 1 crash, 2 usage or config error
+(argparse's own code), 3 start-up error, 4 a --once reconciliation failed.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from snapshotter import daemon, logconfig
+from snapshotter.db import engine as db_engine
+from snapshotter.db import migrate
+from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
+from snapshotter.settings import CONFIG_PATH_VARIABLE, Settings, load_settings
+from snapshotter.sync.applier import ApplyResult
+
+log = logging.getLogger(__name__)
+
+TABLE_LABELS = {
+    "github_runner_sets": "runner sets",
+    "github_ephemeral_runner_states": "runner states",
+    "github_workflow_runs": "workflow runs",
+    "github_runner_set_history": "runner set history",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snapshotter",
+        description="Keep the history of ARC runners and jobs in a database.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get(CONFIG_PATH_VARIABLE),
+        help=f"YAML configuration file (default: ${CONFIG_PATH_VARIABLE}, else none)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="run one full reconciliation, print what changed and exit",
+    )
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "current"])
+    config = commands.add_parser("config", help="configuration")
+    config.add_argument("action", choices=["check"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"config error: {problem}", file=sys.stderr)  # noqa: T201
+        return ExitCode.USAGE
+    logconfig.configure(
+        args.log_level or settings.logging.level, args.log_format or settings.logging.format
+    )
+    try:
+        return _dispatch(args, settings)
+    except StartupError as e:
+        log.error("cannot start: %s", e)  # noqa: TRY400 - the message is the whole story
+        return ExitCode.STARTUP
+    except Exception:
+        log.exception("crashed")
+        return ExitCode.CRASH
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "db":
+        return _db(args.action, settings)
+    if args.command == "config":
+        print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr stays masked
+        return ExitCode.OK
+    log.info("effective config %s", settings.model_dump_json())
+    if args.once:
+        return _once(settings)
+    return _run_daemon(settings)
+
+
+def _db(action: str, settings: Settings) -> int:
+    engine = db_engine.make_engine(settings.database.effective_url())
+    try:
+        if action == "upgrade":
+            migrate.upgrade(engine)
+        revision = migrate.current_revision(engine)
+    except StoreError as e:
+        raise StartupError(str(e)) from e
+    finally:
+        engine.dispose()
+    print(f"schema revision: {revision or 'none'} (head: {migrate.head_revision()})")  # noqa: T201
+    return ExitCode.OK
+
+
+def _once(settings: Settings) -> int:
+    try:
+        result = daemon.reconcile_once(settings)
+    except (KubeError, StoreError) as e:
+        log.error("reconciliation failed: %s", e)  # noqa: TRY400
+        return ExitCode.ONCE_FAILED
+    print(format_summary(result, cluster_name=settings.cluster_name))  # noqa: T201
+    return ExitCode.OK
+
+
+def format_summary(result: ApplyResult, *, cluster_name: str) -> str:
+    """A short human-readable account of one reconciliation."""
+    changes = result.changes
+    listed = ", ".join(f"{n} {name}" for name, n in result.listed.items())
+    lines = [
+        f"reconciled cluster {cluster_name or '(unnamed)'} in {result.seconds:.2f}s",
+        f"  listed: {listed}",
+    ]
+    if result.skipped:
+        lines.append(f"  malformed objects skipped: {result.skipped}")
+    writes = dict.fromkeys(TABLE_LABELS, 0)
+    for key, n in result.written.items():
+        table = key.split(".", 1)[0]
+        if table in writes:
+            writes[table] += n
+    lines += [f"  {label}: {writes[table]} rows written" for table, label in TABLE_LABELS.items()]
+    lines.append(
+        f"  runners finished: {changes.completed} "
+        f"(vanished unseen: {changes.vanished}), deleted: {changes.deleted}"
+    )
+    if not result.rows_written:
+        lines.append("  nothing changed")
+    return "\n".join(lines)
+
+
+def _run_daemon(settings: Settings) -> int:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    daemon.run(settings, stop)
+    return ExitCode.OK

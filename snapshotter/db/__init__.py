@@ -1,0 +1,1 @@
+"""④ APPLY: the only package that speaks SQL (SQLAlchemy 2, Alembic)."""

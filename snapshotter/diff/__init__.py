@@ -1,0 +1,1 @@
+"""③ DIFF: persisted state + observations + `now` -> the rows to write. Pure."""

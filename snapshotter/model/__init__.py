@@ -1,0 +1,1 @@
+"""② PARSE: raw Kubernetes objects become typed, immutable records. Pure."""

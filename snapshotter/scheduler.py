@@ -1,0 +1,60 @@
+"""The poll schedule: one APScheduler 3.x interval job, the only APScheduler user.
+
+`max_instances=1` and `coalesce` make an overrunning cycle skip ticks instead of
+stacking them; the misfire grace is one interval, so a brief database stall is not
+reported as a missed run. The first run happens at start.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from snapshotter.clock import utc_now
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "snapshot"
+
+
+class PollSchedule:
+    def __init__(self, job: Callable[[], None], *, interval_seconds: float) -> None:
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(interval_seconds)),
+            },
+        )
+        self._scheduler.add_listener(
+            self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        self._scheduler.add_job(
+            job,
+            "interval",
+            seconds=interval_seconds,
+            id=JOB_ID,
+            replace_existing=True,
+            next_run_time=utc_now(),
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop scheduling and wait for a running cycle to finish."""
+        self._scheduler.shutdown(wait=True)
+
+    @staticmethod
+    def _on_event(event: Any) -> None:
+        if event.code == EVENT_JOB_ERROR:
+            log.error("poll job crashed error=%r", event.exception)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            log.warning("previous poll cycle still running, skipping this tick")
+        else:
+            log.warning("poll cycle missed its time")

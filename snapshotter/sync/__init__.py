@@ -1,0 +1,1 @@
+"""⑤ ORCHESTRATION: sequences list -> parse -> diff -> apply; knows no HTTP or SQL."""

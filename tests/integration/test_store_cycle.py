@@ -1,0 +1,303 @@
+"""The whole core path on a real PostgreSQL server (and the same cycle on SQLite).
+
+Kubernetes objects come from the shared samples through an in-memory Source; the
+database is real: migrations, one transaction per cycle, PostgreSQL's own counters.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from freezegun import freeze_time
+from sqlalchemy import Engine, select, text
+
+from snapshotter.clock import utc_now
+from snapshotter.db import migrate
+from snapshotter.db.store import DeclaredConfig, Store
+from snapshotter.db.tables import Base
+from snapshotter.errors import StoreError
+from snapshotter.kube import resources
+from snapshotter.sync.applier import Applier
+from snapshotter.sync.cycle import poll_once
+from tests.support import arc_objects as arc
+from tests.support.memory_source import MemorySource
+from tests.support.pgstats import write_counters
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+def cluster_objects() -> dict[str, Any]:
+    ars = arc.runner_set(uid="ars-org", rv="100")
+    ghes = arc.served(arc.sample("ars-repo-ghes"), uid="ars-ghes", rv="101")
+    ers = arc.ephemeral_runner_set(
+        ars, name="arc-linux-x64-7x9kq", uid="ers-1", rv="102", replicas=3
+    )
+    pending = arc.served(
+        arc.merged(
+            arc.sample("er-pending"),
+            {
+                "metadata": {
+                    "ownerReferences": [
+                        {
+                            **arc.sample("er-pending")["metadata"]["ownerReferences"][0],
+                            "uid": "ers-1",
+                        }
+                    ]
+                }
+            },
+        ),
+        uid="er-pending",
+        rv="103",
+    )
+    running = arc.served(arc.sample("er-running-job"), uid="er-running", rv="104")
+    failed = arc.served(arc.sample("er-failed"), uid="er-failed", rv="105")
+    return {
+        "ars": ars,
+        "ghes": ghes,
+        "ers": ers,
+        "pending": pending,
+        "running": running,
+        "failed": failed,
+    }
+
+
+def make_store(engine: Engine) -> Store:
+    store = Store(engine, cluster_name="prod")
+    store.upsert_declared_configs(
+        [
+            DeclaredConfig(
+                name="ci",
+                runner_set_namespace="arc-runners",
+                runner_set_name="arc-linux-x64",
+                workflow_filter="ci.y*ml",
+            ),
+            DeclaredConfig(
+                name="gpu", runner_set_namespace="arc-payments", runner_set_name="payments-api-gpu"
+            ),
+        ],
+        now=NOW,
+    )
+    return store
+
+
+def rows(engine: Engine, table: str) -> list[dict[str, Any]]:
+    model = Base.metadata.tables[table]
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(model).order_by(model.c.id)).mappings()]
+
+
+def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    return {table: rows(engine, table) for table in Base.metadata.tables}
+
+
+def first_cycle(engine: Engine) -> tuple[Applier, MemorySource, dict[str, Any]]:
+    objects = cluster_objects()
+    source = MemorySource(objects.values())
+    applier = Applier(make_store(engine), cluster_name="prod", clock=fixed_clock)
+    applier.load()
+    poll_once(source, applier)
+    return applier, source, objects
+
+
+def assert_first_cycle_rows(engine: Engine) -> None:
+    sets = {r["uid"]: r for r in rows(engine, "github_runner_sets")}
+    assert set(sets) == {"ars-org", "ars-ghes"}
+    org = sets["ars-org"]
+    assert (org["name"], org["namespace"], org["status"]) == (
+        "arc-linux-x64",
+        "arc-runners",
+        "active",
+    )
+    assert (org["github_owner"], org["github_repo"], org["github_host"]) == (
+        "acme-corp",
+        "",
+        "github.com",
+    )
+    assert (org["min_runners"], org["max_runners"], org["runner_scale_set_id"]) == (1, 20, 7)
+    # the failed runner counts as current (ARC keeps it); 3 live runners, one busy
+    assert (
+        org["current_runners"],
+        org["pending_runners"],
+        org["running_runners"],
+        org["failed_runners"],
+        org["busy_runners"],
+        org["desired_runners"],
+    ) == (3, 1, 1, 1, 1, 3)
+    assert (org["cluster_name"], org["resource_version"]) == ("prod", "100")
+    assert org["created_at"] == org["last_sync_at"] == NOW
+    ghes = sets["ars-ghes"]
+    assert (ghes["github_owner"], ghes["github_repo"], ghes["github_host"]) == (
+        "platform",
+        "payments-api",
+        "ghes.acme.internal",
+    )
+    assert ghes["runner_scale_set_name"] == "payments-gpu"
+
+    runners = {r["uid"]: r for r in rows(engine, "github_ephemeral_runner_states")}
+    assert set(runners) == {"er-pending", "er-running", "er-failed"}
+    running = runners["er-running"]
+    assert running["runner_set_id"] == org["id"]
+    assert running["job_id"] == "85cb98eb-2919-5766-872c-cc997f618c1f"
+    assert running["job_assigned_at"] == NOW
+    assert (running["is_completed"], running["is_deleted"]) == (False, False)
+    failed = runners["er-failed"]
+    assert (failed["is_completed"], failed["completion_source"], failed["completed_at"]) == (
+        True,
+        "phase",
+        NOW,
+    )
+    # a Failed runner that never had a job is finished but gets no workflow run
+    assert rows(engine, "github_workflow_runs") == []
+    history = rows(engine, "github_runner_set_history")
+    assert sorted(h["runner_set_uid"] for h in history) == ["ars-ghes", "ars-org"]
+    cursors = {
+        c["resource"]: c["resource_version"] for c in rows(engine, "snapshotter_sync_cursors")
+    }
+    assert set(cursors) == {"autoscalingrunnersets", "ephemeralrunnersets", "ephemeralrunners"}
+
+
+def test_migrations_from_empty_and_back(empty_pg_engine: Engine) -> None:
+    assert migrate.current_revision(empty_pg_engine) is None
+    migrate.upgrade(empty_pg_engine)
+    assert migrate.schema_is_current(empty_pg_engine)
+    with empty_pg_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    migrate.downgrade(empty_pg_engine, "base")
+    with empty_pg_engine.connect() as conn:
+        left = conn.execute(
+            text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_name <> 'alembic_version'"
+            )
+        ).scalar()
+    assert left == 0
+    migrate.upgrade(empty_pg_engine)
+    assert migrate.schema_is_current(empty_pg_engine)
+
+
+def test_one_cycle_writes_the_expected_rows(pg_engine: Engine) -> None:
+    first_cycle(pg_engine)
+    assert_first_cycle_rows(pg_engine)
+
+
+def test_second_identical_cycle_writes_zero_rows(pg_engine: Engine) -> None:
+    applier, source, _ = first_cycle(pg_engine)
+    after_first = write_counters(pg_engine)
+    assert sum(ins for ins, _, _ in after_first.values()) > 0  # the counters do count
+    result = poll_once(source, applier)
+    assert result.rows_written == 0
+    # and after a restart: a new applier loads the state and still writes nothing
+    restarted = Applier(
+        Store(pg_engine, cluster_name="prod"), cluster_name="prod", clock=fixed_clock
+    )
+    restarted.load()
+    poll_once(source, restarted)
+    assert write_counters(pg_engine) == after_first
+
+
+def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> None:
+    applier, source, objects = first_cycle(pg_engine)
+    source.remove(objects["running"])  # its job ended and ARC deleted it between two lists
+    result = poll_once(source, applier)
+    assert result.changes.vanished == 1
+    [run] = rows(pg_engine, "github_workflow_runs")
+    org = next(r for r in rows(pg_engine, "github_runner_sets") if r["uid"] == "ars-org")
+    assert run["config_id"] == next(
+        c["id"] for c in rows(pg_engine, "github_workflow_configs") if c["name"] == "ci"
+    )
+    assert (run["workload_uid"], run["runner_set_id"], run["completion_source"]) == (
+        "er-running",
+        org["id"],
+        "vanished",
+    )
+    assert (run["github_run_id"], run["head_branch"], run["workflow_name"]) == (
+        15320047781,
+        "pull/481/merge",
+        "ci.yaml",
+    )
+    assert (run["status"], run["trigger_source"], run["workload_completed_at"]) == (
+        "pending",
+        "realtime",
+        NOW,
+    )
+    state = next(
+        r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
+    )
+    assert (state["is_deleted"], state["is_completed"]) == (True, True)
+
+
+def test_failure_mid_apply_leaves_the_database_as_before(pg_engine: Engine) -> None:
+    applier, source, objects = first_cycle(pg_engine)
+    with pg_engine.begin() as conn:  # a real failure inside the transaction, after the
+        conn.execute(
+            text(  # runner set and runner rows of the cycle have been written
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON github_workflow_runs "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        )
+    before = snapshot(pg_engine)
+    source.remove(objects["running"])
+    source.put(arc.bumped(objects["pending"], "200", status={"phase": "Running"}))
+    with pytest.raises(StoreError, match="injected failure"):
+        poll_once(source, applier)
+    assert snapshot(pg_engine) == before
+    with pg_engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse ON github_workflow_runs"))
+    result = poll_once(source, applier)  # the next cycle retries and succeeds
+    assert result.changes.vanished == 1
+    assert len(rows(pg_engine, "github_workflow_runs")) == 1
+
+
+def test_reapplying_the_same_observation_creates_no_duplicate_run(pg_engine: Engine) -> None:
+    applier, source, objects = first_cycle(pg_engine)
+    source.remove(objects["running"])
+    since = applier.position
+    listings = [source.list_all(r) for r in resources.ALL]
+    result = applier.apply_listings(listings, since=since)
+    assert len(result.changes.runs) == 1
+    # the same ChangeSet applied again (e.g. a retried transaction) adds no row
+    applier.store.apply(result.changes)
+    # and a restarted daemon that sees the runner again, then sees it gone, adds none
+    restarted = Applier(
+        Store(pg_engine, cluster_name="prod"), cluster_name="prod", clock=fixed_clock
+    )
+    restarted.load()
+    source.put(objects["running"])
+    poll_once(source, restarted)
+    source.remove(objects["running"])
+    poll_once(source, restarted)
+    assert len(rows(pg_engine, "github_workflow_runs")) == 1
+
+
+def test_the_same_cycle_on_sqlite(sqlite_engine: Engine) -> None:
+    applier, source, objects = first_cycle(sqlite_engine)
+    assert_first_cycle_rows(sqlite_engine)
+    assert poll_once(source, applier).rows_written == 0
+    source.remove(objects["running"])
+    poll_once(source, applier)
+    assert len(rows(sqlite_engine, "github_workflow_runs")) == 1
+
+
+def test_timestamps_come_from_the_clock_frozen(sqlite_engine: Engine) -> None:
+    with freeze_time("2026-11-28 13:14:15"):
+        applier = Applier(make_store(sqlite_engine), cluster_name="prod", clock=utc_now)
+        applier.load()
+        poll_once(MemorySource(cluster_objects().values()), applier)
+    frozen = datetime(2026, 11, 28, 13, 14, 15, tzinfo=UTC)
+    runner = next(
+        r for r in rows(sqlite_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
+    )
+    assert runner["first_seen_at"] == runner["job_assigned_at"] == frozen

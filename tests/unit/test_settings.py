@@ -1,0 +1,129 @@
+"""Configuration: YAML + environment, every problem reported with its key."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from snapshotter.errors import ConfigError
+from snapshotter.settings import load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "snapshotter.yaml"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("SNAPSHOTTER_"):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(None)
+    assert settings.interval_seconds == 10
+    assert settings.database.url is None
+    assert settings.database.effective_url() == "sqlite:///snapshotter.db"
+    assert settings.namespaces == ()
+
+
+def test_documented_example_is_valid_and_holds_the_defaults() -> None:
+    settings = load_settings(EXAMPLE)
+    defaults = load_settings(None)
+    assert settings.model_dump(exclude={"workflow_configs"}) == defaults.model_dump(
+        exclude={"workflow_configs"}
+    )
+    assert settings.workflow_configs  # the example declares one
+
+
+def test_every_problem_is_listed_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        """
+interval_seconds: 0
+colour: blue
+database:
+  url: mysql://u:p@h/db
+kubernetes:
+  page_size: lots
+logging:
+  format: xml
+workflow_configs:
+  - runner_set_name: x
+""",
+    )
+    monkeypatch.setenv("SNAPSHOTTER_INTERVAL", "5")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    problems = info.value.problems
+    assert problems[0] == "environment variable SNAPSHOTTER_INTERVAL: unknown setting"
+    keys = [p.split(":", 1)[0] for p in problems[1:]]
+    assert sorted(keys) == sorted(
+        [
+            "interval_seconds",
+            "colour",
+            "database.url",
+            "kubernetes.page_size",
+            "logging.format",
+            "workflow_configs.0.name",
+        ]
+    )
+    assert "colour: unknown key" in problems
+    # a URL may hold a password: its value is never echoed
+    assert all("u:p" not in p for p in problems)
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "interval_seconds: 30\ndatabase:\n  auto_migrate: false\n")
+    monkeypatch.setenv("SNAPSHOTTER_INTERVAL_SECONDS", "5")
+    monkeypatch.setenv(
+        "SNAPSHOTTER_DATABASE__URL", "postgresql+psycopg2://lens:s3cret@db:5432/lens"
+    )
+    settings = load_settings(path)
+    assert settings.interval_seconds == 5
+    assert settings.database.auto_migrate is False  # nested keys merge
+    assert settings.database.masked_url() == "postgresql+psycopg2://lens:***@db:5432/lens"
+    assert "s3cret" not in settings.model_dump_json()
+
+
+def test_unknown_nested_environment_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNAPSHOTTER_DATABASE__BOGUS", "1")
+    with pytest.raises(ConfigError, match=r"database\.bogus: unknown key"):
+        load_settings(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("a: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_duplicate_workflow_configs_for_one_runner_set(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+workflow_configs:
+  - {name: a, runner_set_namespace: ns, runner_set_name: s}
+  - {name: b, runner_set_namespace: ns, runner_set_name: s}
+""",
+    )
+    with pytest.raises(ConfigError, match="two configs for runner set ns/s"):
+        load_settings(path)
