@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh machine, and reuses what is there:
 #   - a virtualenv in .venv with the package and its test extras,
-#   - the PostgreSQL server binaries (Debian package) for the throwaway test server.
+#   - the PostgreSQL server binaries (Debian package) for the throwaway test server,
+#   - kube-apiserver and etcd, built from pinned Go modules (hack/testbin/build.sh).
 # Idempotent; safe to run before every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,3 +47,4 @@ setup_postgres() {
 
 setup_venv
 setup_postgres
+hack/testbin/build.sh >/dev/null

@@ -184,9 +184,12 @@ class Store:
             return 0
         stmt = self._insert(CONFIGS)
         key = ["runner_set_namespace", "runner_set_name", "cluster_name"]
-        updatable = [c for c in rows[0] if c not in key and c != "created_at"]
+        declared = [c for c in rows[0] if c not in (*key, "created_at", "updated_at")]
         stmt = stmt.on_conflict_do_update(
-            index_elements=key, set_={c: stmt.excluded[c] for c in updatable}
+            index_elements=key,
+            set_={c: stmt.excluded[c] for c in (*declared, "updated_at")},
+            # unchanged declarations write nothing, so restarts stay write-free
+            where=or_(*(CONFIGS.c[c].is_distinct_from(stmt.excluded[c]) for c in declared)),
         )
         try:
             with self.engine.begin() as conn:

@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from freezegun import freeze_time
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, text
 
 from snapshotter.clock import utc_now
 from snapshotter.db import migrate
@@ -22,6 +22,7 @@ from snapshotter.kube import resources
 from snapshotter.sync.applier import Applier
 from snapshotter.sync.cycle import poll_once
 from tests.support import arc_objects as arc
+from tests.support.db_rows import rows, snapshot
 from tests.support.memory_source import MemorySource
 from tests.support.pgstats import write_counters
 
@@ -84,16 +85,6 @@ def make_store(engine: Engine) -> Store:
         now=NOW,
     )
     return store
-
-
-def rows(engine: Engine, table: str) -> list[dict[str, Any]]:
-    model = Base.metadata.tables[table]
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(model).order_by(model.c.id)).mappings()]
-
-
-def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    return {table: rows(engine, table) for table in Base.metadata.tables}
 
 
 def first_cycle(engine: Engine) -> tuple[Applier, MemorySource, dict[str, Any]]:

@@ -16,31 +16,38 @@ TABLES = tuple(Base.metadata.tables)
 Counters = dict[str, tuple[int, int, int]]
 
 
-def _backend_pids(engine: Engine) -> set[int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-        return {r.pid for r in rows}
+def _backends_of(database: str) -> list[Path]:
+    # A backend's process title is "postgres: <user> <database> <client> <state>"; it
+    # keeps it until the process exits, after flushing its statistics.
+    prefix = f"postgres: {database} ".encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and prefix in title:
+            found.append(cmdline)
+    return found
 
 
-def _wait_gone(pids: set[int], timeout: float = 30.0) -> None:
+def _wait_for_exit(database: str, timeout: float = 30.0) -> None:
     deadline = monotonic() + timeout
     pause = threading.Event()
-    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+    while backends := _backends_of(database):
         if monotonic() > deadline:
-            raise TimeoutError(f"backends {pids} did not exit")
+            raise TimeoutError(f"backends of {database} did not exit: {backends}")
         pause.wait(0.01)
 
 
 def write_counters(engine: Engine) -> Counters:
-    """(inserted, updated, deleted) tuples per table, as PostgreSQL counted them."""
-    writers = _backend_pids(engine)  # the pooled connections the code under test used
+    """(inserted, updated, deleted) tuples per table, as PostgreSQL counted them.
+
+    Every connection to the database must be closed first (the engine given here is
+    disposed; other engines must have been disposed by their owners)."""
+    database = engine.url.database or ""
     engine.dispose()
-    _wait_gone(writers)  # a backend flushes its statistics before its process exits
+    _wait_for_exit(f"{engine.url.username} {database}")
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
         rows = conn.execute(
