@@ -6,5 +6,8 @@
 test:
 	hack/test.sh $(ARGS)
 
+demo:
+	hack/demo.sh
+
 setup:
 	hack/setup.sh

@@ -3,7 +3,7 @@
 #   - a virtualenv in .venv with the package and its test extras,
 #   - the PostgreSQL server binaries (Debian package) for the throwaway test server,
 #   - kube-apiserver and etcd, built from pinned Go modules (hack/testbin/build.sh).
-# Idempotent; safe to run before every test run.
+# Idempotent; safe to run before every test run. --no-postgres skips PostgreSQL (demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +46,5 @@ setup_postgres() {
 }
 
 setup_venv
-setup_postgres
+[ "${1:-}" = "--no-postgres" ] || setup_postgres
 hack/testbin/build.sh >/dev/null

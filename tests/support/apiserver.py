@@ -34,6 +34,7 @@ BUILD_SCRIPT = REPO / "hack" / "testbin" / "build.sh"
 RBAC_MANIFEST = REPO / "config" / "deploy" / "rbac.yaml"
 ADMIN_USER = "admin"
 SNAPSHOTTER_USER = "snapshotter"
+NOBODY_USER = "nobody"  # authenticated, but no RBAC binding at all
 _COLLECTIONS = {
     "Namespace": "/api/v1/namespaces",
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
@@ -282,8 +283,11 @@ class TestCluster:
         return path
 
 
-def _prepare(root: Path, admin_token: str) -> None:
-    (root / "tokens.csv").write_text(f"{admin_token},{ADMIN_USER},{ADMIN_USER},system:masters\n")
+def _prepare(root: Path, tokens: dict[str, str]) -> None:
+    (root / "tokens.csv").write_text(
+        f"{tokens[ADMIN_USER]},{ADMIN_USER},{ADMIN_USER},system:masters\n"
+        f"{tokens[NOBODY_USER]},{NOBODY_USER},{NOBODY_USER}\n"
+    )
     subprocess.run(
         ["openssl", "genrsa", "-out", str(root / "sa.key"), "2048"], check=True, capture_output=True
     )
@@ -299,13 +303,14 @@ def start_cluster(bindir: Path, *, crds: bool = True) -> TestCluster:
     `kubeconfig("admin")` (system:masters) and `kubeconfig("snapshotter")` (the
     ServiceAccount of config/deploy/rbac.yaml)."""
     root = Path(tempfile.mkdtemp(prefix="snapshotter-kube-"))
-    tokens = {ADMIN_USER: secrets.token_hex(16)}
-    _prepare(root, tokens[ADMIN_USER])
+    tokens = {ADMIN_USER: secrets.token_hex(16), NOBODY_USER: secrets.token_hex(16)}
+    _prepare(root, tokens)
     cluster = TestCluster(bindir=bindir, root=root, tokens=tokens)
     try:
         cluster.start_etcd()
         cluster.start_apiserver()
         cluster.write_kubeconfig(ADMIN_USER)
+        cluster.write_kubeconfig(NOBODY_USER)
         if crds:
             cluster.install_crds()
         cluster.install_snapshotter_rbac()

@@ -1,0 +1,123 @@
+"""The `snapshotter` console script as a process: signals and exit codes."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from sqlalchemy import Engine, text
+
+from snapshotter.errors import ExitCode
+from tests.e2e.conftest import database_url
+from tests.support.apiserver import NOBODY_USER, TestCluster
+from tests.support.db_rows import rows
+from tests.support.samples_loader import load_samples
+from tests.support.waiting import eventually
+
+SNAPSHOTTER = Path(sys.executable).parent / "snapshotter"
+
+
+def config(tmp_path: Path, kube: TestCluster, namespace: str, user: str = "snapshotter") -> Path:
+    path = tmp_path / "snapshotter.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "interval_seconds": 1,
+                "namespaces": [namespace],
+                "kubernetes": {"kubeconfig": str(kube.kubeconfig(user))},
+            }
+        )
+    )
+    return path
+
+
+def environment(engine: Engine) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
+    return {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
+
+
+def test_sigterm_finishes_the_cycle_and_exits_0(
+    kube: TestCluster,
+    namespace: str,
+    pg_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    load_samples(kube.rest(), {"arc-runners": namespace, "arc-payments": namespace})
+    log_file = tmp_path / "snapshotter.log"
+    with log_file.open("w") as log_out:
+        process = subprocess.Popen(
+            [str(SNAPSHOTTER), "--config", str(config(tmp_path, kube, namespace))],
+            env=environment(pg_engine),
+            stderr=log_out,
+        )
+    try:
+        eventually(lambda: len(rows(pg_engine, "github_ephemeral_runner_states")) == 3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == ExitCode.OK
+    finally:
+        process.kill()
+        process.wait()
+    log = log_file.read_text()
+    assert "received SIGTERM, stopping" in log
+    assert "stopped" in log.splitlines()[-1]
+
+
+def test_forbidden_listing_is_a_startup_error(
+    kube: TestCluster,
+    namespace: str,
+    pg_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [
+            str(SNAPSHOTTER),
+            "--config",
+            str(config(tmp_path, kube, namespace, NOBODY_USER)),
+            "--once",
+        ],
+        env=environment(pg_engine),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == ExitCode.STARTUP
+    assert "cannot list the ARC resources" in result.stderr
+    assert "HTTP 403" in result.stderr
+
+
+def test_a_failed_once_reconciliation_exits_4_and_writes_nothing(
+    kube: TestCluster,
+    namespace: str,
+    pg_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    load_samples(kube.rest(), {"arc-runners": namespace, "arc-payments": namespace})
+    with pg_engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON github_runner_set_history "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        )
+    result = subprocess.run(
+        [str(SNAPSHOTTER), "--config", str(config(tmp_path, kube, namespace)), "--once"],
+        env=environment(pg_engine),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == ExitCode.ONCE_FAILED
+    assert "reconciliation failed" in result.stderr
+    assert "disk full" in result.stderr
+    assert rows(pg_engine, "github_runner_sets") == []
+    assert rows(pg_engine, "github_ephemeral_runner_states") == []
