@@ -3,6 +3,7 @@
     snapshotter [--config FILE] [--once]     run the daemon, or one reconciliation
     snapshotter db upgrade                   create or upgrade the schema
     snapshotter config check                 validate the configuration and print it
+    snapshotter finalizers remove            remove our finalizer from every runner
 
 Exit codes: 0 clean stop or successful --once, 1 crash, 2 usage or config error
 (argparse's own code), 3 start-up error, 4 a --once reconciliation failed.
@@ -24,6 +25,7 @@ from snapshotter.db import migrate
 from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
 from snapshotter.settings import CONFIG_PATH_VARIABLE, Settings, load_settings
 from snapshotter.sync.applier import ApplyResult
+from snapshotter.sync.finalizers import FINALIZER
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade", "current"])
     config = commands.add_parser("config", help="configuration")
     config.add_argument("action", choices=["check"])
+    finalizers = commands.add_parser(
+        "finalizers", help="finalizer capture: remove our finalizer from every runner"
+    )
+    finalizers.add_argument("action", choices=["remove"])
     return parser
 
 
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args, settings)
     except StartupError as e:
-        log.error("cannot start: %s", e)  # noqa: TRY400 - the message is the whole story
+        log.error("cannot start: %s", e)
         return ExitCode.STARTUP
     except Exception:
         log.exception("crashed")
@@ -87,6 +93,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _db(args.action, settings)
     if args.command == "config":
         print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr stays masked
+        return ExitCode.OK
+    if args.command == "finalizers":
+        try:
+            released = daemon.remove_finalizers(settings)
+        except KubeError as e:
+            raise StartupError(f"removing finalizers failed: {e}") from e
+        print(f"removed finalizer {FINALIZER} from {released} runners")  # noqa: T201
         return ExitCode.OK
     log.info("effective config %s", settings.model_dump_json())
     if args.once:
@@ -112,7 +125,7 @@ def _once(settings: Settings) -> int:
     try:
         result = daemon.reconcile_once(settings)
     except (KubeError, StoreError) as e:
-        log.error("reconciliation failed: %s", e)  # noqa: TRY400
+        log.error("reconciliation failed: %s", e)
         return ExitCode.ONCE_FAILED
     print(format_summary(result, cluster_name=settings.cluster_name))  # noqa: T201
     return ExitCode.OK

@@ -27,8 +27,12 @@ from snapshotter.kube import resources
 from snapshotter.kube.client import KubeClient, load_api_client
 from snapshotter.scheduler import PollSchedule
 from snapshotter.settings import Settings
-from snapshotter.sync.applier import Applier, ApplyResult
+from snapshotter.sync.applier import Applier, ApplyResult, stream_name
+from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.cycle import poll_once
+from snapshotter.sync.finalizers import FinalizerKeeper, release_all
+from snapshotter.sync.stats import SyncStats
+from snapshotter.sync.watcher import Watcher, WatchTuning
 from snapshotter.sync.writer import SerialWriter
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ class Components:
     store: Store
     kube: KubeClient
     applier: Applier
+    stats: SyncStats
+    keeper: FinalizerKeeper | None
 
 
 def _retrying(
@@ -121,10 +127,18 @@ def components(settings: Settings, stop: threading.Event) -> Iterator[Components
     except BaseException:
         store.engine.dispose()
         raise
-    applier = Applier(store, cluster_name=settings.cluster_name, clock=utc_now)
+    stats = SyncStats()
+    keeper = FinalizerKeeper(kube, stats=stats) if settings.finalizer_capture.enabled else None
+    applier = Applier(
+        store,
+        cluster_name=settings.cluster_name,
+        clock=utc_now,
+        stats=stats,
+        on_commit=keeper.on_commit if keeper else None,
+    )
     try:
         applier.load()
-        yield Components(store, kube, applier)
+        yield Components(store, kube, applier, stats, keeper)
     finally:
         kube.close()
         store.engine.dispose()
@@ -136,26 +150,125 @@ def reconcile_once(settings: Settings) -> ApplyResult:
         return poll_once(parts.kube, parts.applier, namespaces=settings.namespaces)
 
 
+def remove_finalizers(settings: Settings) -> int:
+    """`snapshotter finalizers remove`: our finalizer off every runner in scope."""
+    kube = open_kube(settings, threading.Event())
+    try:
+        return release_all(kube, settings.namespaces or [None])
+    finally:
+        kube.close()
+
+
 def run(settings: Settings, stop_event: threading.Event) -> None:
     """Run the daemon until `stop_event` is set."""
     with components(settings, stop_event) as parts:
-        writer = SerialWriter(parts.applier)
-
-        def poll_job() -> None:
-            try:
-                poll_once(parts.kube, writer, namespaces=settings.namespaces)
-            except SnapshotterError as e:
-                log.error("poll cycle failed, retrying at the next tick error=%s", e)  # noqa: TRY400
-            except Exception:  # a bug must not stop the daemon; it is logged in full
-                log.exception("poll cycle crashed, retrying at the next tick")
-
-        schedule = PollSchedule(poll_job, interval_seconds=settings.interval_seconds)
-        schedule.start()
-        log.info("daemon started interval_s=%s", settings.interval_seconds)
+        daemon = _Daemon(settings, parts)
         try:
-            stop_event.wait()
+            if daemon.start(stop_event):
+                daemon.supervise(stop_event)
         finally:
-            log.info("stopping: finishing the current cycle")
-            schedule.shutdown()
-            writer.close()
+            daemon.shutdown()
     log.info("stopped")
+
+
+class _Daemon:
+    """The running parts: poll schedule, watchers, writer thread, finalizer worker."""
+
+    def __init__(self, settings: Settings, parts: Components) -> None:
+        self.settings = settings
+        self.parts = parts
+        self.writer = SerialWriter(
+            parts.applier,
+            buffer_size=settings.watch.buffer_size,
+            batch_max=settings.watch.batch_size,
+        )
+        self.watchers: list[Watcher] = []
+        self.schedule = PollSchedule(
+            self._poll, interval_seconds=settings.interval_seconds, run_now=False
+        )
+
+    def _scopes(self) -> list[str | None]:
+        return list(self.settings.namespaces) or [None]
+
+    def _watched(self) -> tuple[resources.Resource, ...]:
+        if not self.settings.watch.enabled:
+            return ()
+        return (
+            resources.ALL if self.settings.watch.all_resources else (resources.EPHEMERAL_RUNNERS,)
+        )
+
+    def _poll(self) -> ApplyResult | None:
+        try:
+            return poll_once(self.parts.kube, self.writer, namespaces=self.settings.namespaces)
+        except SnapshotterError as e:
+            log.error("poll cycle failed, retrying at the next tick error=%s", e)
+        except Exception:  # a bug must not stop the daemon; it is logged in full
+            log.exception("poll cycle crashed, retrying at the next tick")
+        return None
+
+    def _reconcile_at_start(self, stop: threading.Event) -> ApplyResult | None:
+        """SPEC §4.5: a full list and diff of everything before watching; retried until
+        it succeeds (what vanished while the daemon was down is recorded here)."""
+        backoff = Backoff(initial=1.0, maximum=30.0)
+        while not stop.is_set():
+            result = self._poll()
+            if result is not None:
+                return result
+            stop.wait(backoff.next())
+        return None
+
+    def start(self, stop: threading.Event) -> bool:
+        """Reconcile, then start watching and polling; False if stopped before."""
+        if self.parts.keeper:
+            self.parts.keeper.start()
+        initial = self._reconcile_at_start(stop)
+        if initial is None:
+            return False
+        self.watchers = [
+            Watcher(
+                source=self.parts.kube,
+                writer=self.writer,
+                resource=resource,
+                namespace=scope,
+                stats=self.parts.stats,
+                tuning=WatchTuning(read_timeout_seconds=self.settings.watch.read_timeout_seconds),
+                resume_from=initial.versions.get(stream_name(resource, scope)),
+            )
+            for resource in self._watched()
+            for scope in self._scopes()
+        ]
+        for watcher in self.watchers:
+            watcher.start()
+        self.schedule.start()
+        log.info(
+            "daemon started interval_s=%s watches=%s finalizer_capture=%s",
+            self.settings.interval_seconds,
+            [w.name_ for w in self.watchers],
+            self.parts.keeper is not None,
+        )
+        return True
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Wait for the stop request; a watch thread that died is a crash (exit 1)."""
+        while not stop.wait(1.0):
+            dead = [w.name_ for w in self.watchers if not w.is_alive()]
+            if dead:
+                raise RuntimeError(f"watch thread died: {dead}")
+
+    def shutdown(self) -> None:
+        """Stop producers, finish the running cycle, commit what is buffered and, in
+        finalizer mode, record the final states and release every runner."""
+        log.info("stopping: finishing the current cycle and committing buffered events")
+        for watcher in self.watchers:
+            watcher.stop()
+        for watcher in self.watchers:
+            watcher.join(timeout=30)
+        self.schedule.shutdown()  # waits for a running cycle
+        keeper = self.parts.keeper
+        if keeper is not None:
+            self._poll()  # the last states of runners waiting on our finalizer
+        self.writer.close()
+        if keeper is not None:
+            keeper.close()
+            released = release_all(self.parts.kube, self._scopes())
+            log.info("released finalizers runners=%d", released)

@@ -2,7 +2,8 @@
 
 `max_instances=1` and `coalesce` make an overrunning cycle skip ticks instead of
 stacking them; the misfire grace is one interval, so a brief database stall is not
-reported as a missed run. The first run happens at start.
+reported as a missed run. The first run happens at start, or one interval
+after it when the daemon has just reconciled.
 """
 
 import logging
@@ -21,7 +22,9 @@ JOB_ID = "snapshot"
 
 
 class PollSchedule:
-    def __init__(self, job: Callable[[], None], *, interval_seconds: float) -> None:
+    def __init__(
+        self, job: Callable[[], object], *, interval_seconds: float, run_now: bool = True
+    ) -> None:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={
@@ -33,13 +36,16 @@ class PollSchedule:
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
+        # Without next_run_time an interval job first runs one interval after start;
+        # next_run_time=None would add it paused.
+        first_run = {"next_run_time": utc_now()} if run_now else {}
         self._scheduler.add_job(
             job,
             "interval",
             seconds=interval_seconds,
             id=JOB_ID,
             replace_existing=True,
-            next_run_time=utc_now(),
+            **first_run,
         )
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -48,7 +54,8 @@ class PollSchedule:
 
     def shutdown(self) -> None:
         """Stop scheduling and wait for a running cycle to finish."""
-        self._scheduler.shutdown(wait=True)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
 
     @staticmethod
     def _on_event(event: Any) -> None:

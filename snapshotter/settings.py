@@ -70,6 +70,25 @@ class DatabaseSettings(_Section):
         return f"{scheme}{sep}{user}:***@{host}"
 
 
+class WatchSettings(_Section):
+    enabled: bool = True
+    """Watch EphemeralRunners between polls, so that short-lived runners are not missed."""
+    all_resources: bool = True
+    """Also watch AutoscalingRunnerSets and EphemeralRunnerSets (false: polls only)."""
+    read_timeout_seconds: float = Field(default=120, ge=10, le=3600)
+    """No byte (not even the ~60 s bookmark) for this long: the connection is dead."""
+    buffer_size: int = Field(default=10_000, ge=100, le=1_000_000)
+    """Watch events held while the database is slow or down; beyond it, relist."""
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    """At most this many events per transaction."""
+
+
+class FinalizerCaptureSettings(_Section):
+    enabled: bool = False
+    """Hold finished runners with a finalizer until their final state is stored.
+    Needs `patch` on ephemeralrunners; see the README before turning it on."""
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -104,6 +123,8 @@ class Settings(BaseSettings):
     """Namespaces to read; empty means all namespaces."""
     kubernetes: KubernetesSettings = KubernetesSettings()
     database: DatabaseSettings = DatabaseSettings()
+    watch: WatchSettings = WatchSettings()
+    finalizer_capture: FinalizerCaptureSettings = FinalizerCaptureSettings()
     logging: LoggingSettings = LoggingSettings()
     workflow_configs: tuple[WorkflowConfigSettings, ...] = ()
 

@@ -8,7 +8,7 @@ Kubernetes showed: a complete list of a resource, or some watch events.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
 from snapshotter.model.records import (
@@ -18,6 +18,16 @@ from snapshotter.model.records import (
 )
 
 R = TypeVar("R")
+
+
+class Namespaced(Protocol):
+    """What rows and records share: enough to scope a list and to skip unchanged objects."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def resource_version(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +45,27 @@ class Observed(Generic[R]):
     - `unchanged`: objects seen with the persisted resourceVersion (or that must be
       left alone); they prove presence and nothing else.
     - `deleted`: DELETED watch events; the value is the object's last state.
-    - `complete`: this is a full list, so persisted objects it does not mention are gone.
+    - `complete`: this is a full list, so persisted objects it does not mention are gone;
+      `scope` limits that to the listed namespaces (None: all namespaces).
     """
 
     changed: Mapping[str, R] = field(default_factory=dict)
     unchanged: frozenset[str] = frozenset()
     deleted: Mapping[str, R] = field(default_factory=dict)
     complete: bool = False
+    scope: frozenset[str] | None = None
 
-    def absent_from(self, persisted: Mapping[str, object]) -> list[str]:
+    def absent_from(self, persisted: Mapping[str, Namespaced]) -> list[str]:
         """Persisted uids a complete list did not mention: they vanished unseen."""
         if not self.complete:
             return []
         return [
             uid
-            for uid in persisted
-            if uid not in self.changed and uid not in self.unchanged and uid not in self.deleted
+            for uid, row in persisted.items()
+            if uid not in self.changed
+            and uid not in self.unchanged
+            and uid not in self.deleted
+            and (self.scope is None or row.namespace in self.scope)
         ]
 
 

@@ -9,28 +9,20 @@ client-go's pager does.
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
-from snapshotter.errors import (
-    KubeConflict,
-    KubeError,
-    KubeForbidden,
-    KubeNotFound,
-    KubeUnavailable,
-    ResourceVersionExpired,
-    StartupError,
-)
+from snapshotter.errors import ResourceVersionExpired, StartupError
+from snapshotter.kube.errors import translated_errors
 from snapshotter.kube.resources import GROUP, VERSION, Resource
+from snapshotter.kube.watch import WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -49,42 +41,21 @@ class Listing:
 
 def load_api_client(*, kubeconfig: Path | None, context: str | None) -> Any:
     """An ApiClient from the given kubeconfig, else in-cluster config, else ~/.kube/config."""
+    configuration = k8s.Configuration()
     try:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            configuration = k8s.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)
-            return k8s.ApiClient(configuration)
-        path = str(kubeconfig) if kubeconfig else None
-        return k8s_config.new_client_from_config(config_file=path, context=context)
+        else:
+            path = str(kubeconfig) if kubeconfig else None
+            k8s_config.load_kube_config(
+                config_file=path, context=context, client_configuration=configuration
+            )
     except (ConfigException, OSError) as e:
         raise StartupError(f"cannot load Kubernetes configuration: {e}") from e
-
-
-def error_from(e: ApiException) -> KubeError:
-    """Our error type for an API error status."""
-    status = e.status or 0
-    detail = f"HTTP {status} {e.reason or ''}".strip()
-    if status == 410:  # noqa: PLR2004 - Gone: resourceVersion or continue token compacted
-        return ResourceVersionExpired(detail)
-    if status in (401, 403):
-        return KubeForbidden(detail)
-    if status == 404:  # noqa: PLR2004
-        return KubeNotFound(detail)
-    if status == 409:  # noqa: PLR2004
-        return KubeConflict(detail)
-    return KubeUnavailable(detail)
-
-
-@contextmanager
-def translated_errors(what: str) -> Iterator[None]:
-    """Turn client and connection exceptions into our KubeError tree."""
-    try:
-        yield
-    except ApiException as e:
-        error = error_from(e)
-        raise type(error)(f"{what}: {error}") from e
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise KubeUnavailable(f"{what}: {e}") from e
+    # TCP keepalive probes notice a watch connection that died silently (idle 30 s,
+    # then 3 probes 10 s apart); the watch's read timeout is the second line of defence.
+    configuration.socket_options = tcp_keepalive_socket_options(idle=30, interval=10, count=3)
+    return k8s.ApiClient(configuration)
 
 
 class KubeClient:
@@ -128,13 +99,14 @@ class KubeClient:
         self, resource: Resource, namespace: str | None, token: str | None
     ) -> dict[str, Any]:
         with translated_errors(f"list {resource.plural}"):
-            response: Any = self._list(
+            response: Any = self.list_request(
                 resource, namespace, limit=self.page_size, _continue=token, _preload_content=False
             )
             data: dict[str, Any] = json.loads(response.data)
         return data
 
-    def _list(self, resource: Resource, namespace: str | None, **kwargs: Any) -> Any:
+    def list_request(self, resource: Resource, namespace: str | None, **kwargs: Any) -> Any:
+        """The raw list (or, with watch=True, watch) call, cluster-wide or in one namespace."""
         kwargs["_request_timeout"] = kwargs.get("_request_timeout", self.request_timeout)
         if namespace is None:
             return self.api.list_cluster_custom_object(GROUP, VERSION, resource.plural, **kwargs)
@@ -142,7 +114,47 @@ class KubeClient:
             GROUP, VERSION, namespace, resource.plural, **kwargs
         )
 
+    def open_watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        read_timeout: float,
+    ) -> WatchStream:
+        """Start a watch from `resource_version` with bookmarks; iterate the result."""
+        what = f"watch {resource.plural}"
+        with translated_errors(what):
+            response = self.list_request(
+                resource,
+                namespace,
+                watch=True,
+                allow_watch_bookmarks=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=(self.request_timeout, read_timeout),
+            )
+        return WatchStream(response, what)
+
+    def json_patch(
+        self, resource: Resource, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> None:
+        """Apply an RFC 6902 JSON patch; a failing `test` operation is a KubeConflict."""
+        with translated_errors(f"patch {resource.plural} {namespace}/{name}"):
+            self.api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                resource.plural,
+                name,
+                operations,
+                _content_type="application/json-patch+json",
+                _request_timeout=self.request_timeout,
+            )
+
     def check_resource(self, resource: Resource, namespace: str | None = None) -> None:
         """Fail with KubeNotFound (CRD missing) or KubeForbidden (RBAC) before starting."""
         with translated_errors(f"list {resource.plural}"):
-            self._list(resource, namespace, limit=1)
+            self.list_request(resource, namespace, limit=1)

@@ -49,6 +49,14 @@ class RunnerSetRecord:
     def key(self) -> SetKey:
         return SetKey(self.identity.namespace, self.identity.name)
 
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def resource_version(self) -> str:
+        return self.identity.resource_version
+
 
 @dataclass(frozen=True, slots=True)
 class EphemeralRunnerSetRecord:
@@ -60,6 +68,14 @@ class EphemeralRunnerSetRecord:
     replicas: int
     owner_uid: str | None
     scale_set: SetKey | None
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def resource_version(self) -> str:
+        return self.identity.resource_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,14 @@ class EphemeralRunnerRecord:
     job_display_name: str | None
     pod_failures: int
     annotations: RunAnnotations
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def resource_version(self) -> str:
+        return self.identity.resource_version
 
     @property
     def has_job(self) -> bool:

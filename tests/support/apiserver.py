@@ -35,11 +35,14 @@ RBAC_MANIFEST = REPO / "config" / "deploy" / "rbac.yaml"
 ADMIN_USER = "admin"
 SNAPSHOTTER_USER = "snapshotter"
 NOBODY_USER = "nobody"  # authenticated, but no RBAC binding at all
+_ADMISSION = "/apis/admissionregistration.k8s.io/v1beta1"
 _COLLECTIONS = {
     "Namespace": "/api/v1/namespaces",
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "MutatingAdmissionPolicy": f"{_ADMISSION}/mutatingadmissionpolicies",
+    "MutatingAdmissionPolicyBinding": f"{_ADMISSION}/mutatingadmissionpolicybindings",
 }
 
 
@@ -147,6 +150,10 @@ class TestCluster:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--disable-admission-plugins=ServiceAccount",
                 "--enable-priority-and-fairness=false",
+                # MutatingAdmissionPolicy (beta in 1.34/1.35, off by default) lets the
+                # finalizer-capture tests add a finalizer at creation, as documented.
+                "--feature-gates=MutatingAdmissionPolicy=true",
+                "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
                 "--endpoint-reconciler-type=none",
                 "--v=0",
             ],
@@ -242,6 +249,25 @@ class TestCluster:
             return False
         return True
 
+    def apply_manifest(self, path: Path, **overrides: Any) -> list[dict[str, Any]]:
+        """Create every document of a YAML manifest (kinds in _COLLECTIONS); `overrides`
+        maps a document's metadata.name to top-level keys that replace its own."""
+        rest = self.rest()
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for document in documents:
+            document.update(overrides.get(document["metadata"]["name"], {}))
+            namespace = document["metadata"].get("namespace", "")
+            rest.post(_COLLECTIONS[document["kind"]].format(namespace=namespace), document)
+        return documents
+
+    def delete_manifest(self, path: Path) -> None:
+        rest = self.rest()
+        for document in (d for d in yaml.safe_load_all(path.read_text()) if d):
+            collection = _COLLECTIONS[document["kind"]].format(
+                namespace=document["metadata"].get("namespace", "")
+            )
+            rest.delete(f"{collection}/{document['metadata']['name']}")
+
     def install_snapshotter_rbac(self) -> None:
         """Apply config/deploy/rbac.yaml as shipped and log in as its ServiceAccount,
         so that the tests run the snapshotter with exactly the documented rights."""
@@ -249,9 +275,7 @@ class TestCluster:
         documents = [d for d in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if d]
         account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]
         self.create_namespace(account["namespace"])
-        for document in documents:
-            namespace = document["metadata"].get("namespace", "")
-            rest.post(_COLLECTIONS[document["kind"]].format(namespace=namespace), document)
+        self.apply_manifest(RBAC_MANIFEST)
         token = rest.post(
             f"/api/v1/namespaces/{account['namespace']}/serviceaccounts/{account['name']}/token",
             {

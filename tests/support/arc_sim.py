@@ -13,7 +13,7 @@ finalizers itself, as ARC's would.
 import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -284,12 +284,39 @@ class SimulatedArc:
         return self.patch_status(runner, {"phase": "Succeeded", "ready": False})
 
     def delete_runner(self, runner: Mapping[str, Any]) -> None:
-        """Delete as ARC does: deletionTimestamp first (finalizers), then they are removed."""
-        name = runner["metadata"]["name"]
-        self.rest.delete(self._path("ephemeralrunners", name))
-        self.rest.merge_patch(
-            self._path("ephemeralrunners", name), {"metadata": {"finalizers": None}}
-        )
+        """Delete as ARC does: deletionTimestamp first (finalizers), then ARC removes its
+        own finalizers; anyone else's (the snapshotter's) stay and keep the object."""
+        self._delete("ephemeralrunners", runner["metadata"]["name"], RUNNER_FINALIZERS)
+
+    def _delete(self, plural: str, name: str, own: Sequence[str]) -> None:
+        path = self._path(plural, name)
+        try:
+            obj = self.rest.delete(path)
+        except RestError as e:
+            if e.status == 404:  # already gone
+                return
+            raise
+        for _ in range(20):
+            if obj.get("kind") == "Status":
+                return  # deleted at once: it had no finalizers
+            remaining = [f for f in obj["metadata"].get("finalizers", []) if f not in own]
+            patch = {
+                "metadata": {
+                    "finalizers": remaining or None,
+                    "resourceVersion": obj["metadata"]["resourceVersion"],
+                }
+            }
+            try:
+                self.rest.merge_patch(path, patch)
+            except RestError as e:
+                if e.status == 404:
+                    return
+                if e.status != 409:  # 409: changed meanwhile; read it again and retry
+                    raise
+            else:
+                return
+            obj = self.rest.get(path)
+        raise RuntimeError(f"could not remove ARC's finalizers from {plural}/{name}")
 
     # -- whole lifecycles --------------------------------------------------------
 
@@ -363,16 +390,12 @@ class SimulatedArc:
                 self.delete_runner(runner)
         for ers in self.list("ephemeralrunnersets"):
             if ers["metadata"]["labels"].get("actions.github.com/scale-set-name") == name:
-                self._delete_with_finalizers("ephemeralrunnersets", ers["metadata"]["name"])
-        self._delete_with_finalizers("autoscalingrunnersets", name)
-
-    def _delete_with_finalizers(self, plural: str, name: str) -> None:
-        self.rest.delete(self._path(plural, name))
-        try:
-            self.rest.merge_patch(self._path(plural, name), {"metadata": {"finalizers": None}})
-        except RestError as e:
-            if e.status != 404:
-                raise
+                self._delete(
+                    "ephemeralrunnersets",
+                    ers["metadata"]["name"],
+                    ["ephemeralrunner.actions.github.com/finalizer"],
+                )
+        self._delete("autoscalingrunnersets", name, [ARS_FINALIZER])
 
     def list(self, plural: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.rest.get(self._path(plural))["items"]

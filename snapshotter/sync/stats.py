@@ -1,0 +1,64 @@
+"""Counters of the sync engine, for logs, tests and the metrics endpoint.
+
+Updated from several threads (watchers, the writer), so every change takes a lock.
+"""
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LatencyStats:
+    """Seconds from receiving an observation to committing it."""
+
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        self.maximum = max(self.maximum, seconds)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass
+class SyncStats:
+    watch_restarts: Counter[str] = field(default_factory=Counter)  # by resource
+    relists: Counter[str] = field(default_factory=Counter)  # 410 / expired, by resource
+    bookmarks: Counter[str] = field(default_factory=Counter)
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (resource, type)
+    errors: Counter[str] = field(default_factory=Counter)  # by kind
+    dropped_events: int = 0
+    apply_latency: LatencyStats = field(default_factory=LatencyStats)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, counter: str, key: object, n: int = 1) -> None:
+        with self._lock:
+            getattr(self, counter)[key] += n
+
+    def dropped(self, n: int) -> None:
+        with self._lock:
+            self.dropped_events += n
+
+    def latency(self, seconds: float) -> None:
+        with self._lock:
+            self.apply_latency.observe(seconds)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "watch_restarts": dict(self.watch_restarts),
+                "relists": dict(self.relists),
+                "bookmarks": dict(self.bookmarks),
+                "events": {f"{r}/{t}": n for (r, t), n in self.events.items()},
+                "errors": dict(self.errors),
+                "dropped_events": self.dropped_events,
+                "apply_latency_max_s": round(self.apply_latency.maximum, 4),
+                "apply_latency_mean_s": round(self.apply_latency.mean, 4),
+                "applied_batches": self.apply_latency.count,
+            }
