@@ -90,7 +90,10 @@ class Watcher(threading.Thread):
         self.tuning = tuning
         self._stop_requested = threading.Event()
         self._stream: WatchStream | None = None
-        self._backoff = Backoff()
+        # client-go's reflector backs off up to 30 s; one daemon reconnecting every few
+        # seconds costs the API server nothing, and a shorter cap shortens the window
+        # after an API server outage in which short-lived runners go unseen.
+        self._backoff = Backoff(initial=0.5, maximum=5.0)
         self._rng = random.Random()  # noqa: S311 - timeout spreading, not security
         self._resume_from = resume_from
 
@@ -127,6 +130,8 @@ class Watcher(threading.Thread):
         log.info("watch stopped stream=%s", self.name_)
 
     def _failed(self, error: SnapshotterError) -> None:
+        if self._stop_requested.is_set():
+            return  # the stream was aborted to stop: not a failure
         kind = "kube" if isinstance(error, KubeError) else "store"
         self.stats.count("errors", kind)
         self.writer.set_watch_live(self.name_, False)

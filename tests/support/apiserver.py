@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -249,13 +250,15 @@ class TestCluster:
             return False
         return True
 
-    def apply_manifest(self, path: Path, **overrides: Any) -> list[dict[str, Any]]:
+    def apply_manifest(
+        self, path: Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """Create every document of a YAML manifest (kinds in _COLLECTIONS); `overrides`
-        maps a document's metadata.name to top-level keys that replace its own."""
+        maps a kind to top-level keys that replace the document's own."""
         rest = self.rest()
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
         for document in documents:
-            document.update(overrides.get(document["metadata"]["name"], {}))
+            document.update((overrides or {}).get(document["kind"], {}))
             namespace = document["metadata"].get("namespace", "")
             rest.post(_COLLECTIONS[document["kind"]].format(namespace=namespace), document)
         return documents

@@ -227,7 +227,7 @@ class SimulatedArc:
 
     # -- runners -----------------------------------------------------------------
 
-    def create_runner(self, ers: Mapping[str, Any]) -> dict[str, Any]:
+    def create_runner(self, ers: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         meta = ers["metadata"]
         ars_name = meta["labels"]["actions.github.com/scale-set-name"]
         body = {
@@ -246,7 +246,8 @@ class SimulatedArc:
             },
             "spec": ers["spec"]["ephemeralRunnerSpec"],
         }
-        return self.rest.post(self._path("ephemeralrunners"), body)
+        params = {"dryRun": "All"} if dry_run else None  # admission runs, nothing is stored
+        return self.rest.request("POST", self._path("ephemeralrunners"), body, params=params)
 
     def patch_status(self, runner: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         name = runner["metadata"]["name"]
@@ -396,6 +397,14 @@ class SimulatedArc:
                     ["ephemeralrunner.actions.github.com/finalizer"],
                 )
         self._delete("autoscalingrunnersets", name, [ARS_FINALIZER])
+
+    def get_runner(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.rest.get(self._path("ephemeralrunners", name))
+        except RestError as e:
+            if e.status == 404:
+                return None
+            raise
 
     def list(self, plural: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.rest.get(self._path(plural))["items"]
