@@ -199,11 +199,15 @@ class _Daemon:
 
     def _poll(self) -> ApplyResult | None:
         try:
-            return poll_once(self.parts.kube, self.writer, namespaces=self.settings.namespaces)
+            result = poll_once(self.parts.kube, self.writer, namespaces=self.settings.namespaces)
         except SnapshotterError as e:
             log.error("poll cycle failed, retrying at the next tick error=%s", e)
         except Exception:  # a bug must not stop the daemon; it is logged in full
             log.exception("poll cycle crashed, retrying at the next tick")
+        else:
+            if self.watchers:
+                log.info("watch stats %s", self.parts.stats.line())
+            return result
         return None
 
     def _reconcile_at_start(self, stop: threading.Event) -> ApplyResult | None:

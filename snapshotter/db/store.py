@@ -80,7 +80,7 @@ class Store:
         self.engine = engine
         self.cluster_name = cluster_name
         self.namespaces = tuple(namespaces)
-        self._dialect = engine.dialect.name
+        self.statements = _Statements(engine.dialect.name)
         self._set_ids: dict[str, int] = {}
 
     # -- reading -------------------------------------------------------------------
@@ -149,16 +149,6 @@ class Store:
         except SQLAlchemyError as e:
             raise StoreError(f"loading workflow configs failed: {e}") from e
 
-    def load_cursors(self) -> dict[str, str | None]:
-        query = select(CURSORS.c.resource, CURSORS.c.resource_version).where(
-            CURSORS.c.cluster_name == self.cluster_name
-        )
-        try:
-            with self.engine.connect() as conn:
-                return {r.resource: r.resource_version for r in conn.execute(query)}
-        except SQLAlchemyError as e:
-            raise StoreError(f"loading sync cursors failed: {e}") from e
-
     # -- writing -------------------------------------------------------------------
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteCounts:
@@ -182,7 +172,7 @@ class Store:
         rows = [self._config_row(c, now) for c in configs]
         if not rows:
             return 0
-        stmt = self._insert(CONFIGS)
+        stmt = self.statements.insert(CONFIGS)
         key = ["runner_set_namespace", "runner_set_name", "cluster_name"]
         declared = [c for c in rows[0] if c not in (*key, "created_at", "updated_at")]
         stmt = stmt.on_conflict_do_update(
@@ -215,12 +205,59 @@ class Store:
             "updated_at": now,
         }
 
-    def _insert(self, table: Table) -> Any:
-        if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        if self._dialect == "sqlite":
-            return sqlite.insert(table)
-        raise StoreError(f"unsupported database dialect {self._dialect!r}")
+
+class _Statements:
+    """The write statements, built once per store: constructing an upsert (its
+    `excluded` column collection) costs more than executing it."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in ("postgresql", "sqlite"):
+            raise StoreError(f"unsupported database dialect {dialect!r}")
+        self._module: Any = postgresql if dialect == "postgresql" else sqlite
+        stamps = ("created_at", "updated_at")
+        self.runner_sets = self._upsert_by_uid(RUNNER_SETS, (*_RUNNER_SET_COLUMNS, *stamps))
+        self.runners = self._upsert_by_uid(RUNNERS, (*_RUNNER_COLUMNS, "runner_set_id", *stamps))
+        self.runs = (
+            self.insert(RUNS)
+            .on_conflict_do_nothing(index_elements=["config_id", "workload_uid"])
+            .returning(RUNS.c.id)
+        )
+        self.history = self.insert(HISTORY)
+        cursor = self.insert(CURSORS)
+        self.cursors = cursor.on_conflict_do_update(
+            index_elements=["cluster_name", "resource"],
+            set_={
+                "resource_version": cursor.excluded.resource_version,
+                "last_full_resync_at": func.coalesce(
+                    cursor.excluded.last_full_resync_at, CURSORS.c.last_full_resync_at
+                ),
+                "updated_at": cursor.excluded.updated_at,
+            },
+        )
+        self._updates: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def insert(self, table: Table) -> Any:
+        return self._module.insert(table)
+
+    def _upsert_by_uid(self, table: Table, columns: tuple[str, ...]) -> Any:
+        # A uid already present is a row the in-memory state did not load (a pool or
+        # runner persisted as deleted that is still listed): bring it up to date.
+        stmt = self.insert(table)
+        keep = {"uid", "created_at", "first_seen_at"}
+        return stmt.on_conflict_do_update(
+            index_elements=["uid"], set_={c: stmt.excluded[c] for c in columns if c not in keep}
+        )
+
+    def update(self, table: Table, columns: tuple[str, ...]) -> Any:
+        """UPDATE table SET <columns> WHERE uid = :b_uid, for executemany."""
+        key = (table.name, columns)
+        if key not in self._updates:
+            self._updates[key] = (
+                update(table)
+                .where(table.c.uid == bindparam("b_uid"))
+                .values({c: bindparam(c) for c in columns})
+            )
+        return self._updates[key]
 
 
 @dataclass(slots=True)
@@ -234,13 +271,21 @@ class _Writer:
     new_ids: dict[str, int]
 
     def write(self, changes: ChangeSet) -> None:
-        self._upsert(RUNNER_SETS, [self._set_values(r) for r in changes.runner_sets.inserts])
+        statements = self.store.statements
+        runner_sets = [self._set_values(r) for r in changes.runner_sets.inserts]
+        self._execute(statements.runner_sets, RUNNER_SETS, "upserted", runner_sets)
         self._update(RUNNER_SETS, changes.runner_sets.updates)
         self._resolve_set_ids(self._referenced_set_uids(changes))
-        self._upsert(RUNNERS, [self._runner_values(r) for r in changes.runners.inserts])
+        runners = [self._runner_values(r) for r in changes.runners.inserts]
+        self._execute(statements.runners, RUNNERS, "upserted", runners)
         self._update(RUNNERS, [self._with_set_id(u) for u in changes.runners.updates])
         self._insert_runs(changes)
         self._insert_history(changes)
+
+    def _execute(self, stmt: Any, table: Table, kind: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(stmt, rows)
+            self.counts.add(table.name, kind, len(rows))
 
     def _set_values(self, row: RunnerSetRow) -> dict[str, Any]:
         values = {c: getattr(row, c) for c in _RUNNER_SET_COLUMNS}
@@ -278,19 +323,6 @@ class _Writer:
         query = select(RUNNER_SETS.c.uid, RUNNER_SETS.c.id).where(RUNNER_SETS.c.uid.in_(missing))
         self.new_ids.update({r.uid: r.id for r in self.conn.execute(query)})
 
-    def _upsert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        # A uid already present is a row the in-memory state did not load (a pool or
-        # runner persisted as deleted that is still listed): bring it up to date.
-        if not rows:
-            return
-        stmt = self.store._insert(table)
-        keep = {"id", "uid", "created_at", "first_seen_at"}
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["uid"], set_={c: stmt.excluded[c] for c in rows[0] if c not in keep}
-        )
-        self.conn.execute(stmt, rows)
-        self.counts.add(table.name, "upserted", len(rows))
-
     def _update(self, table: Table, changes: Sequence[RowUpdate]) -> None:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for change in changes:
@@ -298,13 +330,7 @@ class _Writer:
             params = {**change.values, "updated_at": self.now, "b_uid": change.uid}
             by_columns[columns].append(params)
         for columns, batch in by_columns.items():
-            stmt = (
-                update(table)
-                .where(table.c.uid == bindparam("b_uid"))
-                .values({c: bindparam(c) for c in columns})
-            )
-            self.conn.execute(stmt, batch)
-            self.counts.add(table.name, "updated", len(batch))
+            self._execute(self.store.statements.update(table, columns), table, "updated", batch)
 
     def _insert_runs(self, changes: ChangeSet) -> None:
         rows = []
@@ -312,13 +338,9 @@ class _Writer:
             values = {c: getattr(run, c) for c in column_names(type(run))}
             values["runner_set_id"] = self._set_id(values.pop("runner_set_uid"))
             rows.append({**values, "created_at": self.now, "updated_at": self.now})
-        if not rows:
-            return
-        stmt = self.store._insert(RUNS).on_conflict_do_nothing(
-            index_elements=["config_id", "workload_uid"]
-        )
-        result = self.conn.execute(stmt.returning(RUNS.c.id), rows)
-        self.counts.add(RUNS.name, "inserted", len(result.all()))
+        if rows:  # rows already there (same config and runner) are skipped, not counted
+            result = self.conn.execute(self.store.statements.runs, rows)
+            self.counts.add(RUNS.name, "inserted", len(result.all()))
 
     def _insert_history(self, changes: ChangeSet) -> None:
         rows = [
@@ -328,9 +350,7 @@ class _Writer:
             }
             for h in changes.history
         ]
-        if rows:
-            self.conn.execute(self.store._insert(HISTORY), rows)
-            self.counts.add(HISTORY.name, "inserted", len(rows))
+        self._execute(self.store.statements.history, HISTORY, "inserted", rows)
 
     def write_cursors(self, cursors: Iterable[Cursor]) -> None:
         rows = [
@@ -343,16 +363,4 @@ class _Writer:
             }
             for c in cursors
         ]
-        if not rows:
-            return
-        stmt = self.store._insert(CURSORS)
-        set_ = {
-            "resource_version": stmt.excluded.resource_version,
-            "last_full_resync_at": func.coalesce(
-                stmt.excluded.last_full_resync_at, CURSORS.c.last_full_resync_at
-            ),
-            "updated_at": self.now,
-        }
-        stmt = stmt.on_conflict_do_update(index_elements=["cluster_name", "resource"], set_=set_)
-        self.conn.execute(stmt, rows)
-        self.counts.add(CURSORS.name, "upserted", len(rows))
+        self._execute(self.store.statements.cursors, CURSORS, "upserted", rows)

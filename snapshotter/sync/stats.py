@@ -49,6 +49,19 @@ class SyncStats:
         with self._lock:
             self.apply_latency.observe(seconds)
 
+    def line(self) -> str:
+        """A compact `key=value` summary for the periodic log line."""
+        with self._lock:
+            events = sum(self.events.values())
+            return (
+                f"events={events} bookmarks={sum(self.bookmarks.values())} "
+                f"watch_restarts={sum(self.watch_restarts.values())} "
+                f"relists_410={sum(self.relists.values())} dropped={self.dropped_events} "
+                f"errors={sum(self.errors.values())} events_applied={self.apply_latency.count} "
+                f"apply_latency_mean_ms={1000 * self.apply_latency.mean:.0f} "
+                f"apply_latency_max_ms={1000 * self.apply_latency.maximum:.0f}"
+            )
+
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {

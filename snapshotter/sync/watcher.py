@@ -12,6 +12,7 @@ on an error; only `stop()` ends it.
 import logging
 import random
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,12 +20,20 @@ from snapshotter.clock import monotonic
 from snapshotter.errors import KubeError, ResourceVersionExpired, SnapshotterError
 from snapshotter.kube.client import Listing
 from snapshotter.kube.resources import Resource
-from snapshotter.kube.watch import WatchEvent, WatchStream
+from snapshotter.kube.watch import WatchEvent
 from snapshotter.sync.applier import ApplyResult, ReceivedEvent, stream_name
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
+
+
+class EventStream(Protocol):
+    """One open watch request (kube.watch.WatchStream)."""
+
+    def __iter__(self) -> Iterator[WatchEvent]: ...
+
+    def abort(self) -> None: ...
 
 
 class WatchSource(Protocol):
@@ -38,7 +47,7 @@ class WatchSource(Protocol):
         resource_version: str,
         timeout_seconds: int,
         read_timeout: float,
-    ) -> WatchStream: ...
+    ) -> EventStream: ...
 
 
 class EventWriter(Protocol):
@@ -89,13 +98,13 @@ class Watcher(threading.Thread):
         self.stats = stats
         self.tuning = tuning
         self._stop_requested = threading.Event()
-        self._stream: WatchStream | None = None
+        self._stream: EventStream | None = None
         # client-go's reflector backs off up to 30 s; one daemon reconnecting every few
         # seconds costs the API server nothing, and a shorter cap shortens the window
         # after an API server outage in which short-lived runners go unseen.
         self._backoff = Backoff(initial=0.5, maximum=5.0)
         self._rng = random.Random()  # noqa: S311 - timeout spreading, not security
-        self._resume_from = resume_from
+        self._resume: str | None = resume_from  # where the next watch starts; None: relist
 
     def stop(self) -> None:
         self._stop_requested.set()
@@ -104,28 +113,27 @@ class Watcher(threading.Thread):
             stream.abort()
 
     def run(self) -> None:
-        resume = self._resume_from
         while not self._stop_requested.is_set():
             try:
-                if resume is None:
-                    resume = self._relist()
-                resume = self._watch(resume)
+                if self._resume is None:
+                    self._resume = self._relist()
+                self._watch(self._resume)
             except ResourceVersionExpired as e:
                 self.stats.count("relists", self.name_)
                 log.info("watch expired, relisting stream=%s reason=%s", self.name_, e)
-                resume = None
+                self._resume = None
             except BufferFull:
                 log.warning("event buffer full, relisting stream=%s", self.name_)
-                resume = None
+                self._resume = None
                 self._pause()
             except SnapshotterError as e:
                 self._failed(e)
             except Exception:  # a bug must not end the loop: log it in full, back off, relist
                 self.stats.count("errors", "watch-crash")
                 log.exception("watch loop crashed, relisting stream=%s", self.name_)
-                resume = None
+                self._resume = None
                 self._pause()
-            if resume is None or self._stop_requested.is_set():
+            if self._resume is None or self._stop_requested.is_set():
                 self.writer.set_watch_live(self.name_, False)
         log.info("watch stopped stream=%s", self.name_)
 
@@ -155,8 +163,9 @@ class Watcher(threading.Thread):
         )
         return listing.resource_version
 
-    def _watch(self, resume: str) -> str:
-        """One watch request; returns the resourceVersion to resume from."""
+    def _watch(self, resume: str) -> None:
+        """One watch request; every event moves `_resume`, so that an error in the
+        middle of the stream resumes after the last event handed over."""
         self.stats.count("watch_restarts", self.name_)
         timeout = self._rng.randint(
             self.tuning.min_timeout_seconds, self.tuning.max_timeout_seconds
@@ -175,7 +184,7 @@ class Watcher(threading.Thread):
         try:
             for event in self._stream:
                 seen += 1
-                resume = self._handle(event) or resume
+                self._resume = self._handle(event) or self._resume
                 if seen == 1 or monotonic() - started > self.tuning.healthy_after_seconds:
                     self._backoff.reset()
         finally:
@@ -183,7 +192,6 @@ class Watcher(threading.Thread):
         if seen == 0 and monotonic() - started < 1:
             # An immediately closed, empty watch is an error, not a reason to spin.
             self._pause()
-        return resume
 
     def _handle(self, event: WatchEvent) -> str | None:
         rv = event.resource_version

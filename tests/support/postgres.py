@@ -41,8 +41,9 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, settings: dict[str, str] | None = None) -> None:
         self.bindir = bindir
+        self.settings = settings or {}
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="snapshotter-pg-"))
         self.datadir = self.root / "data"
@@ -69,17 +70,27 @@ class PostgresServer:
             "--encoding=UTF8",
             "--no-sync",
         )
-        options = (
+        self.resume()
+
+    def _options(self) -> str:
+        return (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
-        )
+        ) + "".join(f" -c {key}={value}" for key, value in self.settings.items())
+
+    def pause(self) -> None:
+        """Stop the server but keep its data: `resume()` starts it again, same port."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the (initialised) server and wait until it accepts connections."""
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
             str(self.datadir),
             "-o",
-            options,
+            self._options(),
             "-l",
             str(self.root / "server.log"),
             "-w",
