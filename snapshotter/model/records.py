@@ -29,12 +29,26 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
-class RunnerSetRecord:
-    """An AutoscalingRunnerSet (a pool of runners)."""
+class KubeObject:
+    """What every record has: who it is and when it was created or deleted."""
 
     identity: Identity
     creation_timestamp: datetime | None
     deletion_timestamp: datetime | None
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def resource_version(self) -> str:
+        return self.identity.resource_version
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSetRecord(KubeObject):
+    """An AutoscalingRunnerSet (a pool of runners)."""
+
     github_config_url: str | None
     github_config_secret: str | None
     runner_group: str | None
@@ -49,33 +63,14 @@ class RunnerSetRecord:
     def key(self) -> SetKey:
         return SetKey(self.identity.namespace, self.identity.name)
 
-    @property
-    def namespace(self) -> str:
-        return self.identity.namespace
-
-    @property
-    def resource_version(self) -> str:
-        return self.identity.resource_version
-
 
 @dataclass(frozen=True, slots=True)
-class EphemeralRunnerSetRecord:
+class EphemeralRunnerSetRecord(KubeObject):
     """An EphemeralRunnerSet: the middle object whose `spec.replicas` is the desired count."""
 
-    identity: Identity
-    creation_timestamp: datetime | None
-    deletion_timestamp: datetime | None
     replicas: int
     owner_uid: str | None
     scale_set: SetKey | None
-
-    @property
-    def namespace(self) -> str:
-        return self.identity.namespace
-
-    @property
-    def resource_version(self) -> str:
-        return self.identity.resource_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +86,9 @@ class RunAnnotations:
 
 
 @dataclass(frozen=True, slots=True)
-class EphemeralRunnerRecord:
+class EphemeralRunnerRecord(KubeObject):
     """An EphemeralRunner: one runner, and the job it ran if the listener said so."""
 
-    identity: Identity
-    creation_timestamp: datetime | None
-    deletion_timestamp: datetime | None
     scale_set: SetKey | None
     owner_set_uid: str | None
     spec_runner_set_name: str | None
@@ -114,14 +106,6 @@ class EphemeralRunnerRecord:
     job_display_name: str | None
     pod_failures: int
     annotations: RunAnnotations
-
-    @property
-    def namespace(self) -> str:
-        return self.identity.namespace
-
-    @property
-    def resource_version(self) -> str:
-        return self.identity.resource_version
 
     @property
     def has_job(self) -> bool:

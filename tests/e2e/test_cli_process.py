@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import yaml
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from snapshotter.errors import ExitCode
 from tests.e2e.conftest import database_url
 from tests.support.apiserver import NOBODY_USER, TestCluster
-from tests.support.db_rows import rows
+from tests.support.db_rows import refuse_inserts, rows
 from tests.support.samples_loader import load_samples
 from tests.support.waiting import eventually
 
@@ -36,6 +36,17 @@ def config(tmp_path: Path, kube: TestCluster, namespace: str, user: str = "snaps
 def environment(engine: Engine) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
     return {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
+
+
+def once(config_file: Path, engine: Engine) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SNAPSHOTTER), "--config", str(config_file), "--once"],
+        env=environment(engine),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_sigterm_finishes_the_cycle_and_exits_0(
@@ -70,19 +81,7 @@ def test_forbidden_listing_is_a_startup_error(
     pg_engine: Engine,
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [
-            str(SNAPSHOTTER),
-            "--config",
-            str(config(tmp_path, kube, namespace, NOBODY_USER)),
-            "--once",
-        ],
-        env=environment(pg_engine),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = once(config(tmp_path, kube, namespace, NOBODY_USER), pg_engine)
     assert result.returncode == ExitCode.STARTUP
     assert "cannot list the ARC resources" in result.stderr
     assert "HTTP 403" in result.stderr
@@ -95,27 +94,8 @@ def test_a_failed_once_reconciliation_exits_4_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
     load_samples(kube.rest(), {"arc-runners": namespace, "arc-payments": namespace})
-    with pg_engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON github_runner_set_history "
-                "FOR EACH ROW EXECUTE FUNCTION refuse()"
-            )
-        )
-    result = subprocess.run(
-        [str(SNAPSHOTTER), "--config", str(config(tmp_path, kube, namespace)), "--once"],
-        env=environment(pg_engine),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refuse_inserts(pg_engine, "github_runner_set_history", "disk full")
+    result = once(config(tmp_path, kube, namespace), pg_engine)
     assert result.returncode == ExitCode.ONCE_FAILED
     assert "reconciliation failed" in result.stderr
     assert "disk full" in result.stderr

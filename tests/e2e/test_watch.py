@@ -59,12 +59,20 @@ def pool(sim: SimulatedArc) -> dict[str, Any]:
 
 
 def run_fast_jobs(
-    sim: SimulatedArc, ers: dict[str, Any], n: int, seed: int
+    sim: SimulatedArc, make_settings: Any, engine: Engine, *, n: int, seed: int
 ) -> list[FinishedRunner]:
+    """n jobs on runners living 0.05-2 s, 20 at a time, under a daemon polling every 60 s;
+    returns once every job has its rows (or fails after 60 s)."""
+    ers = pool(sim)
     rng = random.Random(seed)
     jobs = [Job.new(display_name=f"job {i}") for i in range(n)]
     lifetimes = [rng.uniform(0.05, 2.0) for _ in range(n)]
-    return sim.run_jobs(ers, jobs, lifetimes=lifetimes, concurrency=20)
+    with running_daemon(make_settings(**SLOW_POLL)):
+        eventually(lambda: daemon_ready(engine))
+        done = sim.run_jobs(ers, jobs, lifetimes=lifetimes, concurrency=20)
+        eventually(lambda: len(runs_of(engine)) >= 2 * len(done), timeout=60)
+    assert_every_job_recorded_once(engine, done)
+    return done
 
 
 @pytest.mark.timeout(300)
@@ -73,12 +81,7 @@ def test_fast_cycling_runners_arc_014_every_job_once(
     make_settings: Any,
     pg_engine: Engine,
 ) -> None:
-    ers = pool(sim)
-    with running_daemon(make_settings(**SLOW_POLL)):
-        eventually(lambda: daemon_ready(pg_engine))
-        done = run_fast_jobs(sim, ers, 200, seed=14)
-        eventually(lambda: len(runs_of(pg_engine)) >= 2 * len(done), timeout=60)
-    assert_every_job_recorded_once(pg_engine, done)
+    run_fast_jobs(sim, make_settings, pg_engine, n=200, seed=14)
     sources = {r["completion_source"] for r in runs_of(pg_engine).values()}
     assert sources == {"deleted"}  # every one seen through the watch, none by a poll
 
@@ -90,12 +93,7 @@ def test_fast_cycling_runners_arc_012_every_job_once(
     pg_engine: Engine,
 ) -> None:
     sim.version = "0.12"  # Succeeded is written before the runner is deleted
-    ers = pool(sim)
-    with running_daemon(make_settings(**SLOW_POLL)):
-        eventually(lambda: daemon_ready(pg_engine))
-        done = run_fast_jobs(sim, ers, 200, seed=12)
-        eventually(lambda: len(runs_of(pg_engine)) >= 2 * len(done), timeout=60)
-    assert_every_job_recorded_once(pg_engine, done)
+    done = run_fast_jobs(sim, make_settings, pg_engine, n=200, seed=12)
     states = {s["uid"]: s for s in rows(pg_engine, "github_ephemeral_runner_states")}
     assert all(states[d.uid]["phase"] == "Succeeded" for d in done)
     # the Succeeded phase usually arrives first; a runner whose Succeeded status and

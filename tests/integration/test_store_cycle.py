@@ -22,7 +22,7 @@ from snapshotter.kube import resources
 from snapshotter.sync.applier import Applier
 from snapshotter.sync.cycle import poll_once
 from tests.support import arc_objects as arc
-from tests.support.db_rows import rows, snapshot
+from tests.support.db_rows import allow_inserts, refuse_inserts, rows, snapshot
 from tests.support.memory_source import MemorySource
 from tests.support.pgstats import write_counters
 
@@ -226,27 +226,16 @@ def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> 
 
 def test_failure_mid_apply_leaves_the_database_as_before(pg_engine: Engine) -> None:
     applier, source, objects = first_cycle(pg_engine)
-    with pg_engine.begin() as conn:  # a real failure inside the transaction, after the
-        conn.execute(
-            text(  # runner set and runner rows of the cycle have been written
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON github_workflow_runs "
-                "FOR EACH ROW EXECUTE FUNCTION refuse()"
-            )
-        )
+    # a real failure inside the transaction, after the cycle's runner set and runner
+    # rows have been written
+    refuse_inserts(pg_engine, "github_workflow_runs", "injected failure")
     before = snapshot(pg_engine)
     source.remove(objects["running"])
     source.put(arc.bumped(objects["pending"], "200", status={"phase": "Running"}))
     with pytest.raises(StoreError, match="injected failure"):
         poll_once(source, applier)
     assert snapshot(pg_engine) == before
-    with pg_engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse ON github_workflow_runs"))
+    allow_inserts(pg_engine, "github_workflow_runs")
     result = poll_once(source, applier)  # the next cycle retries and succeeds
     assert result.changes.vanished == 1
     assert len(rows(pg_engine, "github_workflow_runs")) == 1

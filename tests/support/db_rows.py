@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from snapshotter.db.tables import Base
 
@@ -15,3 +15,26 @@ def rows(engine: Engine, table: str) -> list[dict[str, Any]]:
 
 def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     return {table: rows(engine, table) for table in Base.metadata.tables}
+
+
+def refuse_inserts(engine: Engine, table: str, message: str) -> None:
+    """Make every INSERT into `table` fail inside the transaction: a real database
+    failure in the middle of an apply, from a PL/pgSQL trigger (PostgreSQL only)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+                f"RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+            )
+        )
+
+
+def allow_inserts(engine: Engine, table: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TRIGGER refuse ON {table}"))

@@ -93,9 +93,12 @@ class FakeWriter:
         self.live.append(live)
 
 
-def run(scripts: list[Script], resume_from: str | None = None) -> tuple[FakeSource, FakeWriter]:
+def run(
+    scripts: list[Script], resume_from: str | None = None, writer: FakeWriter | None = None
+) -> tuple[FakeSource, FakeWriter]:
+    """Run a watcher over `scripts` until they are used up."""
     stop = threading.Event()
-    source, writer = FakeSource(scripts, stop), FakeWriter()
+    source, writer = FakeSource(scripts, stop), writer or FakeWriter()
     watcher = Watcher(
         source=source,
         writer=writer,
@@ -165,25 +168,14 @@ def test_a_start_up_list_version_skips_the_first_list() -> None:
     assert source.watched_from[:2] == ["7", "8"]
 
 
+class RefusingWriter(FakeWriter):
+    def submit_event(self, event: ReceivedEvent) -> bool:
+        return False
+
+
 @pytest.mark.timeout(20)
 def test_a_full_buffer_relists() -> None:
-    stop = threading.Event()
-
-    class Refusing(FakeWriter):
-        def submit_event(self, event: ReceivedEvent) -> bool:
-            return False
-
-    source, writer = FakeSource([Script([WatchEvent("ADDED", obj("5"))])], stop), Refusing()
-    watcher = Watcher(
-        source=source,
-        writer=writer,
-        resource=ERS,
-        namespace=None,
-        stats=SyncStats(),
-        resume_from="4",
+    source, _ = run(
+        [Script([WatchEvent("ADDED", obj("5"))])], resume_from="4", writer=RefusingWriter()
     )
-    watcher._backoff.maximum = watcher._backoff.initial = 0.001
-    stopper = stop_when(stop, watcher)
-    watcher.run()
-    stopper.join()
     assert source.lists >= 1  # the buffer refused the event: relist instead of losing it
