@@ -116,27 +116,46 @@ def demo(cluster: TestCluster) -> int:
     if once.returncode != 0:
         return once.returncode
 
-    say("snapshotter daemon (interval 1 s) while jobs finish, run and idle runners churn")
-    daemon = subprocess.Popen([str(SNAPSHOTTER), "--config", str(config), "--log-level", "WARNING"])
+    say("build (0) ends while no snapshotter runs: ARC deletes its runner")
+    sim.delete_runner(busy[0])
+
+    say("snapshotter daemon (polls every 1 s, watches in between): builds 1-2 end,")
+    print("    4 test jobs run on runners living 0.3 s, 1 idle runner comes and goes")
+    log = WORK / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen([str(SNAPSHOTTER), "--config", str(config)], stderr=out)
     try:
-        for runner in busy:  # their jobs end: ARC 0.14 deletes the runners
+        wait_for_line(log, "daemon started")
+        for runner in busy[1:]:
             sim.delete_runner(runner)
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=5) as pool:
             jobs = [
-                pool.submit(sim.run_job, ers, Job.new(display_name=f"test ({n})"), lifetime=2.5)
+                pool.submit(sim.run_job, ers, Job.new(display_name=f"test ({n})"), lifetime=0.3)
                 for n in range(4)
             ]
-            jobs.append(pool.submit(sim.idle_runner, ers, lifetime=2.5))
+            jobs.append(pool.submit(sim.idle_runner, ers, lifetime=0.3))
             for job in jobs:
                 job.result()
-        threading.Event().wait(3)  # a few more cycles
+        threading.Event().wait(2)  # a few more cycles
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=60)
-    print(f"    daemon stopped on SIGTERM, exit code {code}")
+    print(f"    daemon stopped on SIGTERM, exit code {code} (its log: {log.relative_to(REPO)})")
     print_tables()
+    say("how = completion_source: 'phase' = terminal phase seen (the Failed sample);")
+    print("    'vanished' = already gone at the daemon's start-up list (build 0);")
+    print("    'deleted' = the watch saw the deletion, with the runner's last state.")
     say(f"the database is {(WORK / 'snapshotter.db').relative_to(REPO)}")
     return code
+
+
+def wait_for_line(log: Path, text: str, timeout: float = 60) -> None:
+    pause = threading.Event()
+    for _ in range(int(timeout * 10)):
+        if text in log.read_text():
+            return
+        pause.wait(0.1)
+    raise TimeoutError(f"{text!r} not in {log}")
 
 
 if __name__ == "__main__":

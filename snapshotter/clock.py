@@ -19,8 +19,3 @@ def utc_now() -> datetime:
 def monotonic() -> float:
     """Seconds from an arbitrary origin, for durations and latencies."""
     return time.monotonic()
-
-
-def epoch_seconds() -> float:
-    """Seconds since the Unix epoch, for metrics that export wall time."""
-    return time.time()

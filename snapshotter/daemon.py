@@ -274,5 +274,11 @@ class _Daemon:
         self.writer.close()
         if keeper is not None:
             keeper.close()
-            released = release_all(self.parts.kube, self._scopes())
-            log.info("released finalizers runners=%d", released)
+            try:
+                released = release_all(self.parts.kube, self._scopes())
+            except KubeError as e:
+                log.error(
+                    "could not release finalizers, run `snapshotter finalizers remove` error=%s", e
+                )
+            else:
+                log.info("released finalizers runners=%d", released)

@@ -61,17 +61,3 @@ class SyncStats:
                 f"apply_latency_mean_ms={1000 * self.apply_latency.mean:.0f} "
                 f"apply_latency_max_ms={1000 * self.apply_latency.maximum:.0f}"
             )
-
-    def snapshot(self) -> dict[str, object]:
-        with self._lock:
-            return {
-                "watch_restarts": dict(self.watch_restarts),
-                "relists": dict(self.relists),
-                "bookmarks": dict(self.bookmarks),
-                "events": {f"{r}/{t}": n for (r, t), n in self.events.items()},
-                "errors": dict(self.errors),
-                "dropped_events": self.dropped_events,
-                "apply_latency_max_s": round(self.apply_latency.maximum, 4),
-                "apply_latency_mean_s": round(self.apply_latency.mean, 4),
-                "applied_batches": self.apply_latency.count,
-            }

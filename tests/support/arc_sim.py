@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from snapshotter.clock import epoch_seconds, utc_now
+from snapshotter.clock import utc_now
 from tests.support.rest import Rest, RestError
 
 API = "/apis/actions.github.com/v1alpha1"
@@ -87,7 +87,6 @@ class FinishedRunner:
     created_at: datetime
     job_started_at: datetime | None
     finished_at: datetime | None = None  # the DELETE (0.14) or the Succeeded status (0.12)
-    gone_at_epoch: float | None = None  # when the object disappeared (the DELETED event)
 
 
 @dataclass
@@ -347,7 +346,6 @@ class SimulatedArc:
             self.succeed(runner)
         record.finished_at = utc_now()
         self.delete_runner(runner)
-        record.gone_at_epoch = epoch_seconds()
         with self._lock:
             self.finished.append(record)
         return record
@@ -365,7 +363,6 @@ class SimulatedArc:
         threading.Event().wait(lifetime)
         self.delete_runner(runner)
         record.finished_at = utc_now()
-        record.gone_at_epoch = epoch_seconds()
         return record
 
     def run_jobs(
