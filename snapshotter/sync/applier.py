@@ -219,7 +219,8 @@ class Applier:
     def _defer_absence(self, observed: Observed[R], rows: Mapping[str, Namespaced]) -> Observed[R]:
         absent = set(observed.absent_from(rows))
         first_time = absent - self._absent_once
-        self._absent_once = (self._absent_once - set(rows)) | absent
+        # remembered until the next poll: then vanished (still absent) or cleared
+        self._absent_once = (self._absent_once - set(rows)) | first_time
         return replace(observed, unchanged=observed.unchanged | first_time)
 
     # -- watch events ------------------------------------------------------------
