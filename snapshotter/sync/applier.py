@@ -179,12 +179,7 @@ class Applier:
         self, listings: Sequence[Listing], *, since: int, defer: bool
     ) -> Observation:
         keep = frozenset(uid for uid, stamp in self._stamps.items() if stamp.applied > since)
-        state = self.state
-        persisted: dict[str, Mapping[str, Namespaced]] = {
-            resources.AUTOSCALING_RUNNER_SETS.plural: state.runner_sets,
-            resources.EPHEMERAL_RUNNER_SETS.plural: state.ephemeral_runner_sets,
-            resources.EPHEMERAL_RUNNERS.plural: state.runners,
-        }
+        persisted = self._persisted_by_resource()
         observed: dict[str, Observed[Any]] = {}
         for resource in resources.ALL:
             mine = [li for li in listings if li.resource == resource]
@@ -265,11 +260,7 @@ class Applier:
     def _observe_events(self, events: Iterable[ReceivedEvent]) -> Observation:
         changed: dict[str, dict[str, Any]] = {r.plural: {} for r in resources.ALL}
         deleted: dict[str, dict[str, Any]] = {r.plural: {} for r in resources.ALL}
-        versions: dict[str, Mapping[str, Namespaced]] = {
-            resources.AUTOSCALING_RUNNER_SETS.plural: self.state.runner_sets,
-            resources.EPHEMERAL_RUNNER_SETS.plural: self.state.ephemeral_runner_sets,
-            resources.EPHEMERAL_RUNNERS.plural: self.state.runners,
-        }
+        versions = self._persisted_by_resource()
         for event in events:
             plural = event.resource.plural
             ident = parse.identity_of(event.object)
@@ -296,6 +287,13 @@ class Applier:
             ephemeral_runner_sets=observed(resources.EPHEMERAL_RUNNER_SETS),
             runners=observed(resources.EPHEMERAL_RUNNERS),
         )
+
+    def _persisted_by_resource(self) -> dict[str, Mapping[str, Namespaced]]:
+        return {
+            resources.AUTOSCALING_RUNNER_SETS.plural: self.state.runner_sets,
+            resources.EPHEMERAL_RUNNER_SETS.plural: self.state.ephemeral_runner_sets,
+            resources.EPHEMERAL_RUNNERS.plural: self.state.runners,
+        }
 
     # -- the transaction ---------------------------------------------------------
 
