@@ -177,9 +177,6 @@ class TestCluster:
         self._stop(self.apiserver)
         self.start_apiserver()
 
-    def stop_apiserver(self) -> None:
-        self._stop(self.apiserver)
-
     @staticmethod
     def _stop(process: subprocess.Popen[bytes] | None) -> None:
         if process is None or process.poll() is not None:

@@ -161,7 +161,3 @@ def bumped(obj: Mapping[str, Any], rv: str, **overrides: Any) -> RawObject:
 
 def crd_files() -> list[Path]:
     return sorted(CRDS_DIR.glob("*.yaml"))
-
-
-def new_uid() -> str:
-    return str(uuid.uuid4())

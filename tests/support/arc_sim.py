@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from snapshotter.clock import utc_now
@@ -406,7 +406,3 @@ class SimulatedArc:
     def list(self, plural: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.rest.get(self._path(plural))["items"]
         return items
-
-
-def utc(ts: str) -> datetime:
-    return datetime.fromisoformat(ts).astimezone(UTC)
