@@ -24,8 +24,8 @@ from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
 from snapshotter.settings import CONFIG_PATH_VARIABLE, Settings, load_settings
-from snapshotter.sync.applier import ApplyResult
 from snapshotter.sync.finalizers import FINALIZER
+from snapshotter.sync.intake import QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -124,34 +124,40 @@ def _db(action: str, settings: Settings) -> int:
 def _once(settings: Settings) -> int:
     try:
         result = daemon.reconcile_once(settings)
-    except (KubeError, StoreError) as e:
+    except (KubeError, StoreError, QueueFull) as e:
         log.error("reconciliation failed: %s", e)
         return ExitCode.ONCE_FAILED
     print(format_summary(result, cluster_name=settings.cluster_name))  # noqa: T201
     return ExitCode.OK
 
 
-def format_summary(result: ApplyResult, *, cluster_name: str) -> str:
+def format_summary(result: daemon.OnceResult, *, cluster_name: str) -> str:
     """A short human-readable account of one reconciliation."""
-    changes = result.changes
-    listed = ", ".join(f"{n} {name}" for name, n in result.listed.items())
+    applied, poll = result.applied, result.poll
+    listed = ", ".join(f"{n} {name}" for name, n in poll.listed.items())
     lines = [
-        f"reconciled cluster {cluster_name or '(unnamed)'} in {result.seconds:.2f}s",
+        f"reconciled cluster {cluster_name or '(unnamed)'} in {poll.seconds:.2f}s",
         f"  listed: {listed}",
     ]
     if result.skipped:
         lines.append(f"  malformed objects skipped: {result.skipped}")
+    if applied.fitted:
+        lines.append(f"  values fitted to their columns: {applied.fitted}")
+    if applied.rejected:
+        lines.append(f"  objects rejected (see snapshotter_rejects): {applied.rejected}")
     writes = dict.fromkeys(TABLE_LABELS, 0)
-    for key, n in result.written.items():
+    for key, n in applied.written.items():
         table = key.split(".", 1)[0]
         if table in writes:
             writes[table] += n
     lines += [f"  {label}: {writes[table]} rows written" for table, label in TABLE_LABELS.items()]
+    summary = applied.summary
     lines.append(
-        f"  runners finished: {changes.completed} "
-        f"(vanished unseen: {changes.vanished}), deleted: {changes.deleted}"
+        f"  runners finished: {summary.get('runners_completed', 0)} "
+        f"(vanished unseen: {summary.get('runners_vanished', 0)}), "
+        f"deleted: {summary.get('runners_deleted', 0)}"
     )
-    if not result.rows_written:
+    if not applied.rows_written:
         lines.append("  nothing changed")
     return "\n".join(lines)
 

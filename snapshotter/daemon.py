@@ -1,8 +1,8 @@
 """Wiring: builds the adapters from Settings, then runs `--once` or the daemon.
 
 `run(settings, stop_event)` is the one documented way to embed the snapshotter in
-another Python process: it returns when `stop_event` is set, after the running cycle
-has finished and been committed. Start-up failures raise StartupError.
+another Python process: it returns when `stop_event` is set, after what is pending
+has been committed. Start-up failures raise StartupError.
 """
 
 import logging
@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from snapshotter.clock import utc_now
@@ -29,11 +30,14 @@ from snapshotter.scheduler import PollSchedule
 from snapshotter.settings import Settings
 from snapshotter.sync.applier import Applier, ApplyResult, stream_name
 from snapshotter.sync.backoff import Backoff
-from snapshotter.sync.cycle import poll_once
+from snapshotter.sync.cycle import PollResult, poll_once
 from snapshotter.sync.finalizers import FinalizerKeeper, release_all
+from snapshotter.sync.intake import Intake
+from snapshotter.sync.observations import ParseReport
+from snapshotter.sync.queue import PendingQueue
 from snapshotter.sync.stats import SyncStats
 from snapshotter.sync.watcher import Watcher, WatchTuning
-from snapshotter.sync.writer import SerialWriter
+from snapshotter.sync.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,20 @@ class Components:
     store: Store
     kube: KubeClient
     applier: Applier
+    intake: Intake
+    writer: Writer
     stats: SyncStats
+    report: ParseReport
     keeper: FinalizerKeeper | None
+
+
+@dataclass(frozen=True, slots=True)
+class OnceResult:
+    """What `--once` did: the lists, and everything the writer committed."""
+
+    poll: PollResult
+    applied: ApplyResult
+    skipped: int
 
 
 def _retrying(
@@ -70,7 +86,8 @@ def open_store(settings: Settings, stop: threading.Event) -> Store:
     url = settings.database.effective_url()
     if db_engine.is_sqlite(url):
         settings.database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = db_engine.make_engine(url)
+    timeout = settings.database.timeout_seconds
+    engine = db_engine.make_engine(url, timeout_seconds=timeout)
     revision = _retrying(
         f"connecting to the database {settings.database.masked_url()}",
         lambda: migrate.current_revision(engine),
@@ -85,7 +102,12 @@ def open_store(settings: Settings, stop: threading.Event) -> Store:
             )
         log.info("upgrading schema from=%s to=%s", revision, migrate.head_revision())
         migrate.upgrade(engine)
-    store = Store(engine, cluster_name=settings.cluster_name, namespaces=settings.namespaces)
+    store = Store(
+        engine,
+        cluster_name=settings.cluster_name,
+        namespaces=settings.namespaces,
+        timeout=timeout + 15,
+    )
     declared = [DeclaredConfig(**c.model_dump()) for c in settings.workflow_configs]
     if declared:
         store.upsert_declared_configs(declared, now=utc_now())
@@ -119,13 +141,20 @@ def open_kube(settings: Settings, stop: threading.Event) -> KubeClient:
     return kube
 
 
+def _history_period(settings: Settings) -> timedelta:
+    seconds = settings.writer.history_period_seconds or settings.interval_seconds
+    return timedelta(seconds=seconds)
+
+
 @contextmanager
-def components(settings: Settings, stop: threading.Event) -> Iterator[Components]:
+def components(
+    settings: Settings, stop: threading.Event, *, retry_outages: bool = True
+) -> Iterator[Components]:
     store = open_store(settings, stop)
     try:
         kube = open_kube(settings, stop)
     except BaseException:
-        store.engine.dispose()
+        store.close()
         raise
     stats = SyncStats()
     keeper = FinalizerKeeper(kube, stats=stats) if settings.finalizer_capture.enabled else None
@@ -134,20 +163,41 @@ def components(settings: Settings, stop: threading.Event) -> Iterator[Components
         cluster_name=settings.cluster_name,
         clock=utc_now,
         stats=stats,
+        history_period=_history_period(settings),
         on_commit=keeper.on_commit if keeper else None,
     )
+    queue = PendingQueue(cap=settings.writer.max_pending_objects)
+    report = ParseReport()
+    intake = Intake(queue, applier.stored_version, report, utc_now)
+    writer = Writer(
+        applier, queue, batch_max=settings.writer.batch_size, retry_outages=retry_outages
+    )
     try:
-        applier.load()
-        yield Components(store, kube, applier, stats, keeper)
+        try:
+            applier.load()
+        except StoreError as e:
+            raise StartupError(f"loading the persisted state: {e}") from e
+        yield Components(store, kube, applier, intake, writer, stats, report, keeper)
     finally:
         kube.close()
-        store.engine.dispose()
+        store.close()
 
 
-def reconcile_once(settings: Settings) -> ApplyResult:
+def reconcile_once(settings: Settings) -> OnceResult:
     """One full reconciliation (`--once`). Raises KubeError/StoreError if it fails."""
-    with components(settings, threading.Event()) as parts:
-        return poll_once(parts.kube, parts.applier, namespaces=settings.namespaces)
+    with components(settings, threading.Event(), retry_outages=False) as parts:
+        try:
+            poll = poll_once(
+                parts.kube,
+                parts.intake,
+                namespaces=settings.namespaces,
+                on_queued=parts.writer.start,
+            )
+        finally:
+            parts.writer.close()
+        if parts.writer.totals.rejected:
+            log.warning("objects rejected rejected=%d", parts.writer.totals.rejected)
+        return OnceResult(poll, parts.writer.totals, parts.report.skipped)
 
 
 def remove_finalizers(settings: Settings) -> int:
@@ -172,16 +222,11 @@ def run(settings: Settings, stop_event: threading.Event) -> None:
 
 
 class _Daemon:
-    """The running parts: poll schedule, watchers, writer thread, finalizer worker."""
+    """The running parts: writer thread, poll schedule, watchers, finalizer worker."""
 
     def __init__(self, settings: Settings, parts: Components) -> None:
         self.settings = settings
         self.parts = parts
-        self.writer = SerialWriter(
-            parts.applier,
-            buffer_size=settings.watch.buffer_size,
-            batch_max=settings.watch.batch_size,
-        )
         self.watchers: list[Watcher] = []
         self.schedule = PollSchedule(
             self._poll, interval_seconds=settings.interval_seconds, run_now=False
@@ -197,26 +242,40 @@ class _Daemon:
             resources.ALL if self.settings.watch.all_resources else (resources.EPHEMERAL_RUNNERS,)
         )
 
-    def _poll(self) -> ApplyResult | None:
+    def _poll(self, stop: threading.Event | None = None) -> PollResult | None:
+        """A poll cycle; at start-up (`stop` given) it waits until it is applied."""
+        wait = None if stop is not None else self.settings.interval_seconds
+        writer = self.parts.writer
         try:
-            result = poll_once(self.parts.kube, self.writer, namespaces=self.settings.namespaces)
+            result = poll_once(
+                self.parts.kube,
+                self.parts.intake,
+                namespaces=self.settings.namespaces,
+                wait=wait,
+                stop=stop,
+                on_queued=None if writer.is_alive() else writer.start,
+            )
         except SnapshotterError as e:
             log.error("poll cycle failed, retrying at the next tick error=%s", e)
         except Exception:  # a bug must not stop the daemon; it is logged in full
             log.exception("poll cycle crashed, retrying at the next tick")
         else:
             if self.watchers:
-                log.info("watch stats %s", self.parts.stats.line())
+                log.info(
+                    "watch stats %s pending=%d",
+                    self.parts.stats.line(),
+                    len(self.parts.intake.queue),
+                )
             return result
         return None
 
-    def _reconcile_at_start(self, stop: threading.Event) -> ApplyResult | None:
+    def _reconcile_at_start(self, stop: threading.Event) -> PollResult | None:
         """SPEC §4.5: a full list and diff of everything before watching; retried until
-        it succeeds (what vanished while the daemon was down is recorded here)."""
+        it is applied (what vanished while the daemon was down is recorded here)."""
         backoff = Backoff(initial=1.0, maximum=30.0)
         while not stop.is_set():
-            result = self._poll()
-            if result is not None:
+            result = self._poll(stop)
+            if result is not None and result.applied is not None:
                 return result
             stop.wait(backoff.next())
         return None
@@ -228,15 +287,17 @@ class _Daemon:
         initial = self._reconcile_at_start(stop)
         if initial is None:
             return False
+        tuning = WatchTuning(read_timeout_seconds=self.settings.watch.read_timeout_seconds)
         self.watchers = [
             Watcher(
                 source=self.parts.kube,
-                writer=self.writer,
+                intake=self.parts.intake,
+                liveness=self.parts.applier.watches,
                 resource=resource,
                 namespace=scope,
                 stats=self.parts.stats,
-                tuning=WatchTuning(read_timeout_seconds=self.settings.watch.read_timeout_seconds),
-                resume_from=initial.versions.get(stream_name(resource, scope)),
+                tuning=tuning,
+                resume_from=initial.versions.get(stream_name(resource.plural, scope)),
             )
             for resource in self._watched()
             for scope in self._scopes()
@@ -253,16 +314,18 @@ class _Daemon:
         return True
 
     def supervise(self, stop: threading.Event) -> None:
-        """Wait for the stop request; a watch thread that died is a crash (exit 1)."""
+        """Wait for the stop request; a watch or writer thread that died is a crash."""
         while not stop.wait(1.0):
             dead = [w.name_ for w in self.watchers if not w.is_alive()]
+            if not self.parts.writer.is_alive():
+                dead.append("writer")
             if dead:
-                raise RuntimeError(f"watch thread died: {dead}")
+                raise RuntimeError(f"thread died: {dead}")
 
     def shutdown(self) -> None:
-        """Stop producers, finish the running cycle, commit what is buffered and, in
-        finalizer mode, record the final states and release every runner."""
-        log.info("stopping: finishing the current cycle and committing buffered events")
+        """Stop producers, commit what is pending and, in finalizer mode, record the
+        final states and release every runner."""
+        log.info("stopping: committing pending observations")
         for watcher in self.watchers:
             watcher.stop()
         for watcher in self.watchers:
@@ -271,7 +334,7 @@ class _Daemon:
         keeper = self.parts.keeper
         if keeper is not None:
             self._poll()  # the last states of runners waiting on our finalizer
-        self.writer.close()
+        self.parts.writer.close()
         if keeper is not None:
             keeper.close()
             try:

@@ -59,6 +59,15 @@ class StoreError(SnapshotterError):
     """A database operation failed; the transaction was rolled back."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, timed out or is refusing work: retry later."""
+
+
+class StoreRejected(StoreError):
+    """The database refused the data itself (a data or constraint error): retrying the
+    same rows fails again, so the bad object must be isolated."""
+
+
 class ParseError(SnapshotterError):
     """One Kubernetes object cannot be read; it is skipped and counted, never fatal."""
 

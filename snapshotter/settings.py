@@ -46,6 +46,9 @@ class DatabaseSettings(_Section):
     sqlite_path: Path = Path(DEFAULT_SQLITE_PATH)
     auto_migrate: bool = True
     """Upgrade the schema at start. Off: the daemon refuses to start on an old schema."""
+    timeout_seconds: float = Field(default=30, ge=1, le=600)
+    """Statement and lock timeout, and the limit of every database call: a database that
+    stops answering is an outage, not a hang."""
 
     @field_validator("url")
     @classmethod
@@ -77,10 +80,17 @@ class WatchSettings(_Section):
     """Also watch AutoscalingRunnerSets and EphemeralRunnerSets (false: polls only)."""
     read_timeout_seconds: float = Field(default=120, ge=10, le=3600)
     """No byte (not even the ~60 s bookmark) for this long: the connection is dead."""
-    buffer_size: int = Field(default=10_000, ge=100, le=1_000_000)
-    """Watch events held while the database is slow or down; beyond it, relist."""
+
+
+class WriterSettings(_Section):
+    max_pending_objects: int = Field(default=100_000, ge=100, le=10_000_000)
+    """Objects held (merged per object) while the database is slow or down; beyond it,
+    the watches relist once there is room again."""
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    """At most this many events per transaction."""
+    """At most this many objects per transaction."""
+    history_period_seconds: float | None = Field(default=None, ge=1, le=86_400)
+    """Pool counts and history rows are written at most once per pool per period;
+    null: the poll interval."""
 
 
 class FinalizerCaptureSettings(_Section):
@@ -124,6 +134,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = KubernetesSettings()
     database: DatabaseSettings = DatabaseSettings()
     watch: WatchSettings = WatchSettings()
+    writer: WriterSettings = WriterSettings()
     finalizer_capture: FinalizerCaptureSettings = FinalizerCaptureSettings()
     logging: LoggingSettings = LoggingSettings()
     workflow_configs: tuple[WorkflowConfigSettings, ...] = ()

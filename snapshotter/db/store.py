@@ -1,43 +1,79 @@
 """Loads the persisted state and applies one ChangeSet per transaction.
 
-Runner sets, runner states, workflow runs, history and the sync cursor are written in
-one transaction: a failure anywhere rolls all of it back, so the database is always
-as it was after the last committed cycle. Only this module maps rows to SQL.
+Runner sets, runner states, workflow runs, history and the sync cursors are written
+in one transaction: a failure anywhere rolls all of it back, so the database is
+always as it was after the last committed one. Rows are upserted whole, and the
+upsert itself keeps facts final (SPEC §4.4): a deletion, a completion, a job's
+fields and the time they were first seen are never replaced once set, and run rows
+are never rewritten, so no ordering mistake elsewhere can erase a recorded job.
+Values are fitted to their columns first (`fitting`). Failures come back as
+StoreUnavailable (an outage: retry later) or StoreRejected (the data: isolate it).
+Only this module maps rows to SQL.
 """
 
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from snapshotter.db import tables
-from snapshotter.diff.changes import ChangeSet, Cursor, RowUpdate
+from snapshotter.db.deadline import Deadline
+from snapshotter.db.errors import translated
+from snapshotter.db.fitting import TableFitter
+from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
-from snapshotter.diff.rows import (
-    RunnerSetRow,
-    RunnerStateRow,
-    column_names,
-)
-from snapshotter.diff.state import PersistedState
+from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow, column_names
+from snapshotter.diff.state import SyncState
 from snapshotter.errors import StoreError
+from snapshotter.model.records import RUNNER_SETS, RUNNERS
 
 log = logging.getLogger(__name__)
 
-RUNNER_SETS: Table = tables.RunnerSet.__table__  # type: ignore[assignment]
-RUNNERS: Table = tables.RunnerState.__table__  # type: ignore[assignment]
+T = TypeVar("T")
+RUNNER_SETS_TABLE: Table = tables.RunnerSet.__table__  # type: ignore[assignment]
+RUNNERS_TABLE: Table = tables.RunnerState.__table__  # type: ignore[assignment]
 RUNS: Table = tables.WorkflowRun.__table__  # type: ignore[assignment]
 HISTORY: Table = tables.RunnerSetHistory.__table__  # type: ignore[assignment]
 CONFIGS: Table = tables.WorkflowConfig.__table__  # type: ignore[assignment]
 CURSORS: Table = tables.SyncCursor.__table__  # type: ignore[assignment]
+REJECTS: Table = tables.Reject.__table__  # type: ignore[assignment]
 
 _RUNNER_SET_COLUMNS = column_names(RunnerSetRow)
 _RUNNER_COLUMNS = tuple(c for c in column_names(RunnerStateRow) if c != "runner_set_uid")
+# Columns the upsert never replaces once they hold a value (SPEC §4.4).
+RUNNER_FACTS = (
+    "job_id",
+    "job_request_id",
+    "job_repository",
+    "job_workflow_ref",
+    "workflow_run_id",
+    "job_display_name",
+    "github_run_id",
+    "github_run_number",
+    "github_job_id",
+    "head_sha",
+    "head_branch",
+    "workflow_name",
+    "job_assigned_at",
+    "creation_timestamp",
+    "deletion_timestamp",
+)
+LOOKUP_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +94,10 @@ class DeclaredConfig:
 
 @dataclass(slots=True)
 class WriteCounts:
-    """Rows written by one transaction, per table and kind."""
+    """Rows written by one transaction, per table and kind, and values fitted."""
 
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    fitted: Counter[str] = field(default_factory=Counter)  # "table.column" -> values changed
 
     def add(self, table: str, kind: str, n: int) -> None:
         if n:
@@ -75,25 +112,75 @@ class Store:
     """The database side of the sync engine for one cluster (and namespace scope)."""
 
     def __init__(
-        self, engine: Engine, *, cluster_name: str, namespaces: Sequence[str] = ()
+        self,
+        engine: Engine,
+        *,
+        cluster_name: str,
+        namespaces: Sequence[str] = (),
+        timeout: float = 60.0,
     ) -> None:
         self.engine = engine
         self.cluster_name = cluster_name
         self.namespaces = tuple(namespaces)
         self.statements = _Statements(engine.dialect.name)
+        self.fitters = {
+            t.name: TableFitter(t) for t in (RUNNER_SETS_TABLE, RUNNERS_TABLE, RUNS, REJECTS)
+        }
         self._set_ids: dict[str, int] = {}
+        self._deadline = Deadline(timeout, on_timeout=engine.dispose)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one database operation with a deadline; errors become StoreErrors."""
+        with translated(what):
+            return self._deadline.run(fn)
+
+    def close(self) -> None:
+        self._deadline.close()
+        self.engine.dispose()
+
+    def probe(self) -> None:
+        """A round trip; raises StoreUnavailable while the database cannot be reached."""
+
+        def ping() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(select(literal(1)))
+
+        self._call("reaching the database", ping)
 
     # -- reading -------------------------------------------------------------------
 
-    def load_state(self) -> PersistedState:
+    def load_state(self) -> SyncState:
         """Active runner sets and runners not yet deleted: what the diff compares to."""
-        try:
+
+        def load() -> SyncState:
             with self.engine.connect() as conn:
-                runner_sets = self._load_runner_sets(conn)
-                runners = self._load_runners(conn)
-        except SQLAlchemyError as e:
-            raise StoreError(f"loading the persisted state failed: {e}") from e
-        return PersistedState(runner_sets=runner_sets, runners=runners)
+                runner_sets = self._runner_sets(
+                    conn, RUNNER_SETS_TABLE.c.status == "active", self._scope(RUNNER_SETS_TABLE)
+                )
+                runners = self._runners(
+                    conn, RUNNERS_TABLE.c.is_deleted.is_(False), self._scope(RUNNERS_TABLE)
+                )
+            return SyncState.loaded(runner_sets, runners)
+
+        return self._call("loading the persisted state", load)
+
+    def lookup(self, resource: str, uids: Sequence[str]) -> list[RunnerSetRow | RunnerStateRow]:
+        """Stored rows (deleted ones included) of objects the state does not hold."""
+        if resource not in (RUNNER_SETS, RUNNERS) or not uids:
+            return []
+
+        def load() -> list[RunnerSetRow | RunnerStateRow]:
+            found: list[RunnerSetRow | RunnerStateRow] = []
+            with self.engine.connect() as conn:
+                for start in range(0, len(uids), LOOKUP_CHUNK):
+                    chunk = uids[start : start + LOOKUP_CHUNK]
+                    if resource == RUNNER_SETS:
+                        found += self._runner_sets(conn, RUNNER_SETS_TABLE.c.uid.in_(chunk))
+                    else:
+                        found += self._runners(conn, RUNNERS_TABLE.c.uid.in_(chunk))
+            return found
+
+        return self._call(f"looking up {resource}", load)
 
     def _scope(self, table: Table) -> Any:
         clauses = [table.c.cluster_name == self.cluster_name]
@@ -101,29 +188,24 @@ class Store:
             clauses.append(table.c.namespace.in_(self.namespaces))
         return and_(*clauses)
 
-    def _load_runner_sets(self, conn: Connection) -> dict[str, RunnerSetRow]:
-        query = select(RUNNER_SETS).where(
-            self._scope(RUNNER_SETS), RUNNER_SETS.c.status == "active"
-        )
-        rows = {}
-        for db_row in conn.execute(query).mappings():
+    def _runner_sets(self, conn: Connection, *where: Any) -> list[RunnerSetRow]:
+        rows = []
+        for db_row in conn.execute(select(RUNNER_SETS_TABLE).where(*where)).mappings():
             self._set_ids[db_row["uid"]] = db_row["id"]
-            rows[db_row["uid"]] = RunnerSetRow(**{c: db_row[c] for c in _RUNNER_SET_COLUMNS})
+            rows.append(RunnerSetRow(**{c: db_row[c] for c in _RUNNER_SET_COLUMNS}))
         return rows
 
-    def _load_runners(self, conn: Connection) -> dict[str, RunnerStateRow]:
-        set_uid = RUNNER_SETS.c.uid.label("runner_set_uid")
+    def _runners(self, conn: Connection, *where: Any) -> list[RunnerStateRow]:
+        set_uid = RUNNER_SETS_TABLE.c.uid.label("runner_set_uid")
         query = (
-            select(RUNNERS, set_uid)
-            .outerjoin(RUNNER_SETS, RUNNER_SETS.c.id == RUNNERS.c.runner_set_id)
-            .where(self._scope(RUNNERS), RUNNERS.c.is_deleted.is_(False))
+            select(RUNNERS_TABLE, set_uid)
+            .outerjoin(RUNNER_SETS_TABLE, RUNNER_SETS_TABLE.c.id == RUNNERS_TABLE.c.runner_set_id)
+            .where(*where)
         )
-        return {
-            m["uid"]: RunnerStateRow(
-                runner_set_uid=m["runner_set_uid"], **{c: m[c] for c in _RUNNER_COLUMNS}
-            )
+        return [
+            RunnerStateRow(runner_set_uid=m["runner_set_uid"], **{c: m[c] for c in _RUNNER_COLUMNS})
             for m in conn.execute(query).mappings()
-        }
+        ]
 
     def load_configs(self) -> list[WorkflowConfig]:
         """Enabled configs for this cluster (or for any cluster: cluster_name '')."""
@@ -131,7 +213,8 @@ class Store:
             CONFIGS.c.enabled.is_(True),
             or_(CONFIGS.c.cluster_name == "", CONFIGS.c.cluster_name == self.cluster_name),
         )
-        try:
+
+        def load() -> list[WorkflowConfig]:
             with self.engine.connect() as conn:
                 return [
                     WorkflowConfig(
@@ -146,26 +229,61 @@ class Store:
                     )
                     for m in conn.execute(query.order_by(CONFIGS.c.id)).mappings()
                 ]
-        except SQLAlchemyError as e:
-            raise StoreError(f"loading workflow configs failed: {e}") from e
+
+        return self._call("loading workflow configs", load)
+
+    def load_rejected(self) -> set[tuple[str, str, str]]:
+        """(resource, uid, resourceVersion) of objects refused before: not retried."""
+        query = select(REJECTS.c.resource, REJECTS.c.uid, REJECTS.c.resource_version).where(
+            REJECTS.c.cluster_name == self.cluster_name
+        )
+
+        def load() -> set[tuple[str, str, str]]:
+            with self.engine.connect() as conn:
+                return {(r.resource, r.uid, r.resource_version) for r in conn.execute(query)}
+
+        return self._call("loading rejected objects", load)
 
     # -- writing -------------------------------------------------------------------
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteCounts:
-        """Write a ChangeSet and its cursors in one transaction; nothing if it is empty."""
+        """Write a ChangeSet and its cursors in one transaction; nothing if both are empty."""
         counts = WriteCounts()
-        if not changes.writes_rows:
+        cursors = list(cursors)
+        if not changes.writes_rows and not cursors:
             return counts
         new_ids: dict[str, int] = {}
-        try:
+
+        def transaction() -> None:
             with self.engine.begin() as conn:
                 writer = _Writer(conn, self, changes.now, counts, new_ids)
                 writer.write(changes)
                 writer.write_cursors(cursors)
-        except SQLAlchemyError as e:
-            raise StoreError(f"applying changes failed, rolled back: {e}") from e
+
+        self._call("applying changes", transaction)
         self._set_ids.update(new_ids)  # only ids that were committed
         return counts
+
+    def reject(self, rejected: RejectedObject, *, now: datetime) -> None:
+        """Record an object the database refused (once per resourceVersion)."""
+        values, _ = self.fitters[REJECTS.name].fit(
+            {
+                "cluster_name": self.cluster_name,
+                "resource": rejected.resource,
+                "uid": rejected.uid,
+                "namespace": rejected.namespace,
+                "name": rejected.name,
+                "resource_version": rejected.resource_version,
+                "error": rejected.error,
+                "rejected_at": now,
+            }
+        )
+
+        def transaction() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(self.statements.rejects, [values])
+
+        self._call("recording a rejected object", transaction)
 
     def upsert_declared_configs(self, configs: Iterable[DeclaredConfig], *, now: datetime) -> int:
         """Insert or update YAML-declared configs by (namespace, name, cluster)."""
@@ -181,11 +299,12 @@ class Store:
             # unchanged declarations write nothing, so restarts stay write-free
             where=or_(*(CONFIGS.c[c].is_distinct_from(stmt.excluded[c]) for c in declared)),
         )
-        try:
+
+        def transaction() -> None:
             with self.engine.begin() as conn:
                 conn.execute(stmt, rows)
-        except SQLAlchemyError as e:
-            raise StoreError(f"writing declared workflow configs failed: {e}") from e
+
+        self._call("writing declared workflow configs", transaction)
         return len(rows)
 
     def _config_row(self, config: DeclaredConfig, now: datetime) -> dict[str, Any]:
@@ -214,15 +333,12 @@ class _Statements:
         if dialect not in ("postgresql", "sqlite"):
             raise StoreError(f"unsupported database dialect {dialect!r}")
         self._module: Any = postgresql if dialect == "postgresql" else sqlite
-        stamps = ("created_at", "updated_at")
-        self.runner_sets = self._upsert_by_uid(RUNNER_SETS, (*_RUNNER_SET_COLUMNS, *stamps))
-        self.runners = self._upsert_by_uid(RUNNERS, (*_RUNNER_COLUMNS, "runner_set_id", *stamps))
-        self.runs = (
-            self.insert(RUNS)
-            .on_conflict_do_nothing(index_elements=["config_id", "workload_uid"])
-            .returning(RUNS.c.id)
-        )
+        self.runner_sets = self._runner_set_upsert()
+        self.runners = self._runner_upsert()
+        # Any unique key may already hold the run (ours, or Lens's): skip, never fail.
+        self.runs = self.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
         self.history = self.insert(HISTORY)
+        self.rejects = self.insert(REJECTS).on_conflict_do_nothing()
         cursor = self.insert(CURSORS)
         self.cursors = cursor.on_conflict_do_update(
             index_elements=["cluster_name", "resource"],
@@ -234,30 +350,35 @@ class _Statements:
                 "updated_at": cursor.excluded.updated_at,
             },
         )
-        self._updates: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def insert(self, table: Table) -> Any:
         return self._module.insert(table)
 
-    def _upsert_by_uid(self, table: Table, columns: tuple[str, ...]) -> Any:
-        # A uid already present is a row the in-memory state did not load (a pool or
-        # runner persisted as deleted that is still listed): bring it up to date.
-        stmt = self.insert(table)
-        keep = {"uid", "created_at", "first_seen_at"}
-        return stmt.on_conflict_do_update(
-            index_elements=["uid"], set_={c: stmt.excluded[c] for c in columns if c not in keep}
+    def _runner_set_upsert(self) -> Any:
+        stmt = self.insert(RUNNER_SETS_TABLE)
+        t, ex = RUNNER_SETS_TABLE.c, stmt.excluded
+        columns = (*_RUNNER_SET_COLUMNS, "updated_at")
+        values = {c: ex[c] for c in columns if c != "uid"}
+        values["status"] = case((t.status == "deleted", t.status), else_=ex.status)
+        values["deleted_at"] = func.coalesce(t.deleted_at, ex.deleted_at)
+        return stmt.on_conflict_do_update(index_elements=["uid"], set_=values).returning(
+            t.uid, t.id
         )
 
-    def update(self, table: Table, columns: tuple[str, ...]) -> Any:
-        """UPDATE table SET <columns> WHERE uid = :b_uid, for executemany."""
-        key = (table.name, columns)
-        if key not in self._updates:
-            self._updates[key] = (
-                update(table)
-                .where(table.c.uid == bindparam("b_uid"))
-                .values({c: bindparam(c) for c in columns})
-            )
-        return self._updates[key]
+    def _runner_upsert(self) -> Any:
+        stmt = self.insert(RUNNERS_TABLE)
+        t, ex = RUNNERS_TABLE.c, stmt.excluded
+        columns = (*_RUNNER_COLUMNS, "runner_set_id", "updated_at")
+        values = {c: ex[c] for c in columns if c not in ("uid", "first_seen_at")}
+        for fact in RUNNER_FACTS:
+            values[fact] = func.coalesce(t[fact], ex[fact])
+        values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)
+        values["is_completed"] = or_(t.is_completed, ex.is_completed)
+        values["completed_at"] = case((t.is_completed, t.completed_at), else_=ex.completed_at)
+        values["completion_source"] = case(
+            (t.is_completed, t.completion_source), else_=ex.completion_source
+        )
+        return stmt.on_conflict_do_update(index_elements=["uid"], set_=values)
 
 
 @dataclass(slots=True)
@@ -272,20 +393,41 @@ class _Writer:
 
     def write(self, changes: ChangeSet) -> None:
         statements = self.store.statements
-        runner_sets = [self._set_values(r) for r in changes.runner_sets.inserts]
-        self._execute(statements.runner_sets, RUNNER_SETS, "upserted", runner_sets)
-        self._update(RUNNER_SETS, changes.runner_sets.updates)
+        if changes.runner_sets:
+            rows = [
+                self._fitted(RUNNER_SETS_TABLE, self._set_values(w.row))
+                for w in changes.runner_sets
+            ]
+            for uid, id_ in self.conn.execute(statements.runner_sets, rows):
+                self.new_ids[uid] = id_
+            self._count(RUNNER_SETS_TABLE, [w.new for w in changes.runner_sets])
         self._resolve_set_ids(self._referenced_set_uids(changes))
-        runners = [self._runner_values(r) for r in changes.runners.inserts]
-        self._execute(statements.runners, RUNNERS, "upserted", runners)
-        self._update(RUNNERS, [self._with_set_id(u) for u in changes.runners.updates])
+        if changes.runners:
+            rows = [
+                self._fitted(RUNNERS_TABLE, self._runner_values(w.row)) for w in changes.runners
+            ]
+            self.conn.execute(statements.runners, rows)
+            self._count(RUNNERS_TABLE, [w.new for w in changes.runners])
         self._insert_runs(changes)
         self._insert_history(changes)
 
-    def _execute(self, stmt: Any, table: Table, kind: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(stmt, rows)
-            self.counts.add(table.name, kind, len(rows))
+    def _count(self, table: Table, new: list[bool]) -> None:
+        inserted = sum(new)
+        self.counts.add(table.name, "inserted", inserted)
+        self.counts.add(table.name, "updated", len(new) - inserted)
+
+    def _fitted(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+        fitted, changes = self.store.fitters[table.name].fit(values)
+        for change in changes:
+            self.counts.fitted[f"{table.name}.{change.column}"] += 1
+            log.warning(
+                "value fitted to its column table=%s column=%s uid=%s change=%s",
+                table.name,
+                change.column,
+                values.get("uid") or values.get("workload_uid"),
+                change.change,
+            )
+        return fitted
 
     def _set_values(self, row: RunnerSetRow) -> dict[str, Any]:
         values = {c: getattr(row, c) for c in _RUNNER_SET_COLUMNS}
@@ -296,48 +438,34 @@ class _Writer:
         values["runner_set_id"] = self._set_id(row.runner_set_uid)
         return {**values, "created_at": self.now, "updated_at": self.now}
 
-    def _with_set_id(self, change: RowUpdate) -> RowUpdate:
-        if "runner_set_uid" not in change.values:
-            return change
-        values = dict(change.values)
-        values["runner_set_id"] = self._set_id(values.pop("runner_set_uid"))
-        return RowUpdate(change.uid, values)
-
     def _set_id(self, uid: str | None) -> int | None:
         if uid is None:
             return None
         return self.new_ids.get(uid) or self.store._set_ids.get(uid)
 
-    def _referenced_set_uids(self, changes: ChangeSet) -> set[str | None]:
-        uids: set[str | None] = {r.runner_set_uid for r in changes.runners.inserts}
-        uids.update(u.values.get("runner_set_uid") for u in changes.runners.updates)
+    def _referenced_set_uids(self, changes: ChangeSet) -> set[str]:
+        uids = {w.row.runner_set_uid for w in changes.runners}
         uids.update(r.runner_set_uid for r in changes.runs)
         uids.update(h.runner_set_uid for h in changes.history)
-        uids.update(r.uid for r in changes.runner_sets.inserts)
-        return uids
+        return {u for u in uids if u is not None}
 
-    def _resolve_set_ids(self, uids: set[str | None]) -> None:
-        missing = [u for u in uids if u and u not in self.store._set_ids]
+    def _resolve_set_ids(self, uids: set[str]) -> None:
+        missing = [u for u in uids if u not in self.new_ids and u not in self.store._set_ids]
         if not missing:
             return
-        query = select(RUNNER_SETS.c.uid, RUNNER_SETS.c.id).where(RUNNER_SETS.c.uid.in_(missing))
+        query = select(RUNNER_SETS_TABLE.c.uid, RUNNER_SETS_TABLE.c.id).where(
+            RUNNER_SETS_TABLE.c.uid.in_(missing)
+        )
         self.new_ids.update({r.uid: r.id for r in self.conn.execute(query)})
-
-    def _update(self, table: Table, changes: Sequence[RowUpdate]) -> None:
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for change in changes:
-            columns = (*sorted(change.values), "updated_at")
-            params = {**change.values, "updated_at": self.now, "b_uid": change.uid}
-            by_columns[columns].append(params)
-        for columns, batch in by_columns.items():
-            self._execute(self.store.statements.update(table, columns), table, "updated", batch)
 
     def _insert_runs(self, changes: ChangeSet) -> None:
         rows = []
         for run in changes.runs:
             values = {c: getattr(run, c) for c in column_names(type(run))}
             values["runner_set_id"] = self._set_id(values.pop("runner_set_uid"))
-            rows.append({**values, "created_at": self.now, "updated_at": self.now})
+            rows.append(
+                self._fitted(RUNS, {**values, "created_at": self.now, "updated_at": self.now})
+            )
         if rows:  # rows already there (same config and runner) are skipped, not counted
             result = self.conn.execute(self.store.statements.runs, rows)
             self.counts.add(RUNS.name, "inserted", len(result.all()))
@@ -350,7 +478,9 @@ class _Writer:
             }
             for h in changes.history
         ]
-        self._execute(self.store.statements.history, HISTORY, "inserted", rows)
+        if rows:
+            self.conn.execute(self.store.statements.history, rows)
+            self.counts.add(HISTORY.name, "inserted", len(rows))
 
     def write_cursors(self, cursors: Iterable[Cursor]) -> None:
         rows = [
@@ -363,4 +493,6 @@ class _Writer:
             }
             for c in cursors
         ]
-        self._execute(self.store.statements.cursors, CURSORS, "upserted", rows)
+        if rows:
+            self.conn.execute(self.store.statements.cursors, rows)
+            self.counts.add(CURSORS.name, "upserted", len(rows))

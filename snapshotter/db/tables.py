@@ -157,6 +157,13 @@ class RunnerState(Base):
     job_workflow_ref: Mapped[str | None] = mapped_column(Text)
     workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
     job_display_name: Mapped[str | None] = mapped_column(Text)
+    # Run facts (annotations, else derived from the workflow ref); Lens's names and sizes
+    github_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    github_run_number: Mapped[int | None] = mapped_column(Integer)
+    github_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    head_sha: Mapped[str | None] = mapped_column(String(255))
+    head_branch: Mapped[str | None] = mapped_column(String(255))
+    workflow_name: Mapped[str | None] = mapped_column(String(500))
     pod_failures: Mapped[int] = _int0()
     creation_timestamp: Mapped[datetime | None]
     deletion_timestamp: Mapped[datetime | None]
@@ -307,3 +314,28 @@ class SyncCursor(Base):
     resource_version: Mapped[str | None] = mapped_column(String(64))
     last_full_resync_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _created()
+
+
+class Reject(Base):
+    """Objects the database refused to store even after fitting (SPEC §7), with why."""
+
+    __tablename__ = "snapshotter_rejects"
+    __table_args__ = (
+        UniqueConstraint(
+            "cluster_name",
+            "resource",
+            "uid",
+            "resource_version",
+            name="uq_snapshotter_rejects_object_version",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_name: Mapped[str] = _cluster()
+    resource: Mapped[str] = mapped_column(String(100), nullable=False)
+    uid: Mapped[str] = mapped_column(String(255), nullable=False)
+    namespace: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    resource_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    rejected_at: Mapped[datetime] = _created()

@@ -1,13 +1,12 @@
-"""The output of the diff: exactly the rows to write, plus the next persisted state.
+"""The output of the diff: exactly the rows to write, plus what the state adopts.
 
-A ChangeSet is applied in one transaction. `delta` is what the in-memory mirror of
-the persisted state adopts once that transaction has committed.
+A ChangeSet is applied in one transaction. `delta` is what the in-memory state
+adopts (in place) once that transaction has committed.
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from snapshotter.diff.rows import (
     RunnerSetHistoryRow,
@@ -15,66 +14,24 @@ from snapshotter.diff.rows import (
     RunnerStateRow,
     WorkflowRunRow,
 )
-from snapshotter.diff.state import PersistedState
-from snapshotter.model.records import EphemeralRunnerSetRecord
+from snapshotter.diff.state import StateDelta
 
 Row = TypeVar("Row")
-V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
-class RowUpdate:
-    """Changed columns of the row with this uid (bookkeeping columns included)."""
+class RowWrite(Generic[Row]):
+    """A whole row to upsert; `new` when no row existed for its uid."""
 
-    uid: str
-    values: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class TableChanges(Generic[Row]):
-    inserts: tuple[Row, ...] = ()
-    updates: tuple[RowUpdate, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.inserts) + len(self.updates)
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorDelta(Generic[V]):
-    """Entries to upsert into, and uids to drop from, one map of the persisted state."""
-
-    upserts: Mapping[str, V] = field(default_factory=dict)
-    removals: frozenset[str] = frozenset()
-
-    def applied_to(self, current: Mapping[str, V]) -> dict[str, V]:
-        merged = {uid: v for uid, v in current.items() if uid not in self.removals}
-        merged.update(self.upserts)
-        return merged
-
-
-@dataclass(frozen=True, slots=True)
-class StateDelta:
-    runner_sets: MirrorDelta[RunnerSetRow] = field(default_factory=MirrorDelta)
-    runners: MirrorDelta[RunnerStateRow] = field(default_factory=MirrorDelta)
-    ephemeral_runner_sets: MirrorDelta[EphemeralRunnerSetRecord] = field(
-        default_factory=MirrorDelta
-    )
-
-    def applied_to(self, state: PersistedState) -> PersistedState:
-        return PersistedState(
-            runner_sets=self.runner_sets.applied_to(state.runner_sets),
-            runners=self.runners.applied_to(state.runners),
-            ephemeral_runner_sets=self.ephemeral_runner_sets.applied_to(
-                state.ephemeral_runner_sets
-            ),
-        )
+    row: Row
+    new: bool
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
     now: datetime
-    runner_sets: TableChanges[RunnerSetRow] = field(default_factory=TableChanges)
-    runners: TableChanges[RunnerStateRow] = field(default_factory=TableChanges)
+    runner_sets: tuple[RowWrite[RunnerSetRow], ...] = ()
+    runners: tuple[RowWrite[RunnerStateRow], ...] = ()
     runs: tuple[WorkflowRunRow, ...] = ()
     history: tuple[RunnerSetHistoryRow, ...] = ()
     delta: StateDelta = field(default_factory=StateDelta)
@@ -84,14 +41,14 @@ class ChangeSet:
 
     @property
     def writes_rows(self) -> bool:
-        return bool(len(self.runner_sets) or len(self.runners) or self.runs or self.history)
+        return bool(self.runner_sets or self.runners or self.runs or self.history)
 
     def summary(self) -> dict[str, int]:
         return {
-            "runner_sets_inserted": len(self.runner_sets.inserts),
-            "runner_sets_updated": len(self.runner_sets.updates),
-            "runners_inserted": len(self.runners.inserts),
-            "runners_updated": len(self.runners.updates),
+            "runner_sets_inserted": sum(w.new for w in self.runner_sets),
+            "runner_sets_updated": sum(not w.new for w in self.runner_sets),
+            "runners_inserted": sum(w.new for w in self.runners),
+            "runners_updated": sum(not w.new for w in self.runners),
             "runners_completed": self.completed,
             "runners_deleted": self.deleted,
             "runners_vanished": self.vanished,
@@ -102,8 +59,20 @@ class ChangeSet:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where the observation behind a ChangeSet stopped, for one resource."""
+    """Where the observations behind a transaction stopped, for one list/watch stream."""
 
     resource: str
     resource_version: str | None
     full_resync: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedObject:
+    """An object the database refused to store, with the error it gave (SPEC §7)."""
+
+    resource: str
+    uid: str
+    namespace: str | None
+    name: str | None
+    resource_version: str
+    error: str

@@ -2,17 +2,15 @@
 
 Since ARC 0.13 a runner that finished its job is deleted without a terminal phase,
 so "being deleted while it had a job" is the usual completion signal; a terminal
-phase only shows on older controllers or for failures.
+phase only shows on older controllers or for failures. The rule reads facts that
+only accumulate (job fields, deletion), so whichever order observations arrive in,
+a runner completes once, and what was written stays.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from snapshotter.diff.rows import CompletionSource, RunnerStateRow
-
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-Gone = Literal["deleted", "vanished"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,22 +19,32 @@ class Completion:
     source: CompletionSource
 
 
-def completion_of(row: RunnerStateRow, *, gone: Gone, now: datetime) -> Completion | None:
-    """The completion `row` reaches now, or None if it is not finished (yet).
+@dataclass(frozen=True, slots=True)
+class Endings:
+    """When the signals that can finish a runner were first received."""
 
-    `gone` says how the object disappeared: a DELETED event, or absence from a
-    complete list. A runner that never had a job is deleted without completing.
+    terminal_at: datetime | None = None  # a terminal phase (Succeeded, Failed)
+    deleted_at: datetime | None = None  # a DELETED event
+    vanished_at: datetime | None = None  # absent from a complete list
+
+
+def completion_of(row: RunnerStateRow, endings: Endings) -> Completion | None:
+    """The completion `row` reaches, or None if it is not finished (yet).
+
+    The rule's order decides between signals: a terminal phase, then a deletion
+    (at its deletionTimestamp when known), then absence from a list. A runner that
+    never had a job is deleted without completing.
     """
-    if row.phase in TERMINAL_PHASES:
-        return Completion(now, "phase")
+    if endings.terminal_at is not None:
+        return Completion(endings.terminal_at, "phase")
     if not row.has_job:
         return None
     if row.deletion_timestamp is not None:
         return Completion(row.deletion_timestamp, "deleted")
-    if gone == "deleted":
-        return Completion(now, "deleted")
-    if gone == "vanished":
-        return Completion(now, "vanished")
+    if endings.deleted_at is not None:
+        return Completion(endings.deleted_at, "deleted")
+    if endings.vanished_at is not None:
+        return Completion(endings.vanished_at, "vanished")
     return None
 
 
@@ -48,3 +56,10 @@ def ran_a_job(row: RunnerStateRow) -> bool:
     `Failed` runner without a job never started one (e.g. `InvalidPod`).
     """
     return row.has_job or row.phase == "Succeeded"
+
+
+def runs_due(previous: RunnerStateRow | None, row: RunnerStateRow) -> bool:
+    """Whether `row` just became a finished runner that ran a job."""
+    now_due = row.is_completed and ran_a_job(row)
+    was_due = previous is not None and previous.is_completed and ran_a_job(previous)
+    return now_due and not was_due

@@ -1,33 +1,42 @@
-"""compute_changes: persisted state + one observation + `now` -> ChangeSet.
+"""compute_changes: the state + one batch of observations + `now` -> ChangeSet.
 
-Only objects whose resourceVersion changed are mapped; each mapped row is compared
-field by field with its persisted row, and only differing columns are written.
-Completions found on the way produce workflow-run rows, and pools whose derived
-counts moved get an update and a history row. Nothing here reads a clock or does I/O.
+Each object in the batch is folded into its persisted row (newer state, accumulated
+facts, final deletion and completion); only rows whose tracked columns differ from
+the persisted ones (field by field, deepdiff) are written. Completions produce
+workflow-run rows, new pools get their counts and a first history row, and runners
+seen before their pool are attached once it appears. Nothing here reads a clock or
+does I/O; the state is only read.
 """
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from snapshotter.diff import completion, counts, mapping, runs
-from snapshotter.diff.changes import ChangeSet, MirrorDelta, RowUpdate, StateDelta, TableChanges
+from snapshotter.diff import completion, counts, runner_sets, runners, runs
+from snapshotter.diff.changes import ChangeSet, RowWrite
 from snapshotter.diff.fields import changed_fields
+from snapshotter.diff.mapping import Layered, RunnerSetIndex, with_counts
 from snapshotter.diff.matching import CompiledConfig
+from snapshotter.diff.observed import Input, Observed, Vanished
 from snapshotter.diff.rows import (
     RunnerCounts,
     RunnerSetHistoryRow,
     RunnerSetRow,
     RunnerStateRow,
+    Tally,
     WorkflowRunRow,
 )
-from snapshotter.diff.state import Observation, Observed, PersistedState
+from snapshotter.diff.state import MapDelta, StateDelta, SyncState, tally_of
 from snapshotter.model.records import (
-    EphemeralRunnerRecord,
+    EPHEMERAL_RUNNER_SETS,
+    RUNNER_SETS,
+    RUNNERS,
     EphemeralRunnerSetRecord,
-    RunAnnotations,
-    RunnerSetRecord,
+    SetKey,
 )
+from snapshotter.model.versions import Version
 
 RUNNER_SET_BOOKKEEPING = frozenset({"resource_version", "last_sync_at"})
 RUNNER_BOOKKEEPING = frozenset({"resource_version", "first_seen_at", "last_seen_at"})
@@ -39,239 +48,253 @@ class DiffContext:
     configs: tuple[CompiledConfig, ...] = ()
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One resource's part of the batch, by uid."""
+
+    observed: dict[str, Observed[Any]] = field(default_factory=dict)
+    vanished: dict[str, Vanished] = field(default_factory=dict)
+
+    def uids(self) -> list[str]:
+        return [*self.observed, *(u for u in self.vanished if u not in self.observed)]
+
+
+def _grouped(inputs: Iterable[Input]) -> dict[str, _Batch]:
+    grouped: dict[str, _Batch] = defaultdict(_Batch)
+    for item in inputs:
+        batch = grouped[item.resource]
+        if isinstance(item, Vanished):
+            batch.vanished[item.uid] = item
+        else:
+            batch.observed[item.uid] = item
+    return grouped
+
+
+def _seq(state: SyncState, uid: str) -> int:
+    return state.seqs.get(uid, 0)
+
+
+def _noted_seqs(batch: _Batch) -> dict[str, int]:
+    """Arrival order of applied observations whose RV cannot be compared (fallback)."""
+    return {uid: o.version.seq for uid, o in batch.observed.items() if not o.version.comparable}
+
+
 def compute_changes(
-    state: PersistedState,
-    observation: Observation,
-    *,
-    context: DiffContext,
-    now: datetime,
+    state: SyncState, inputs: Iterable[Input], *, context: DiffContext, now: datetime
 ) -> ChangeSet:
-    ers_delta = _ephemeral_runner_sets(state.ephemeral_runner_sets, observation)
-    ers_after = ers_delta.applied_to(state.ephemeral_runner_sets)
-    set_rows, set_removals = _observed_runner_sets(
-        state.runner_sets, observation.runner_sets, context=context, now=now
-    )
-    index = mapping.RunnerSetIndex.build({**state.runner_sets, **set_rows}, ers_after)
-    runner_pass = _RunnerPass(state.runners, index=index, context=context, now=now)
-    runner_pass.run(observation.runners)
-    runner_pass.adopt_orphans(set(set_rows) - set(state.runner_sets))
-    runners_after = runner_pass.delta().applied_to(state.runners)
-    pool_counts = counts.runner_counts(runners_after.values(), ers_after, index)
-    sets = _RunnerSetPass(state.runner_sets, context=context, now=now)
-    sets.run(set_rows, set_removals, pool_counts)
+    grouped = _grouped(inputs)
+    ers = _ephemeral_runner_sets(state, grouped[EPHEMERAL_RUNNER_SETS])
+    ers_view = Layered(state.ephemeral_runner_sets, ers.put, frozenset(ers.gone))
+    pools = _RunnerSetPass(state, context, now)
+    pools.run(grouped[RUNNER_SETS])
+    index = RunnerSetIndex(pools.active_view(), ers_view, pools.keys_view())
+    runner_pass = _RunnerPass(state, index, context)
+    runner_pass.run(grouped[RUNNERS])
+    runner_pass.adopt_orphans(pools.new_keys)
+    pools.count_new_pools(index, ers_view, runner_pass.tally_changes)
+    seqs = {k: v for b in grouped.values() for k, v in _noted_seqs(b).items()}
     return ChangeSet(
         now=now,
-        runner_sets=sets.changes(),
-        runners=runner_pass.changes(),
+        runner_sets=tuple(pools.writes),
+        runners=tuple(runner_pass.writes),
         runs=tuple(runner_pass.runs),
-        history=tuple(sets.history),
-        delta=StateDelta(sets.delta(), runner_pass.delta(), ers_delta),
+        history=tuple(pools.history),
+        delta=StateDelta(
+            runner_sets=pools.delta(),
+            runners=runner_pass.delta(),
+            ephemeral_runner_sets=ers,
+            written=pools.written,
+            history_at=dict.fromkeys(pools.written, now),
+            seqs=seqs,
+        ),
         completed=runner_pass.completed,
         vanished=runner_pass.vanished,
         deleted=runner_pass.deleted,
     )
 
 
-def _ephemeral_runner_sets(
-    persisted: Mapping[str, EphemeralRunnerSetRecord], observation: Observation
-) -> MirrorDelta[EphemeralRunnerSetRecord]:
-    observed = observation.ephemeral_runner_sets
-    gone = set(observed.deleted) | set(observed.absent_from(persisted))
-    return MirrorDelta(upserts=dict(observed.changed), removals=frozenset(gone))
-
-
-def _observed_runner_sets(
-    persisted: Mapping[str, RunnerSetRow],
-    observed: Observed[RunnerSetRecord],
-    *,
-    context: DiffContext,
-    now: datetime,
-) -> tuple[dict[str, RunnerSetRow], frozenset[str]]:
-    """New rows for every runner set the observation says something about."""
-
-    def row_of(record: RunnerSetRecord) -> RunnerSetRow:
-        previous = persisted.get(record.identity.uid)
-        return mapping.runner_set_row(
-            record, previous=previous, cluster_name=context.cluster_name, now=now
-        )
-
-    rows = {
-        uid: row_of(record)
-        for uid, record in observed.changed.items()
-        if uid not in persisted
-        or persisted[uid].resource_version != record.identity.resource_version
-    }
-    for uid, record in observed.deleted.items():
-        rows[uid] = mapping.marked_deleted(row_of(record), now=now)
-    absent = observed.absent_from(persisted)
-    for uid in absent:
-        rows[uid] = mapping.marked_deleted(persisted[uid], now=now)
-    return rows, frozenset(observed.deleted) | frozenset(absent)
+def _ephemeral_runner_sets(state: SyncState, batch: _Batch) -> MapDelta[EphemeralRunnerSetRecord]:
+    """EphemeralRunnerSets are only held in memory (for desired counts)."""
+    put: dict[str, EphemeralRunnerSetRecord] = {}
+    gone: dict[str, EphemeralRunnerSetRecord] = {}
+    for uid in batch.uids():
+        previous = state.ephemeral_runner_sets.get(uid)
+        observed, vanished = batch.observed.get(uid), batch.vanished.get(uid)
+        if observed is not None:
+            stored = (
+                Version(previous.resource_version, _seq(state, uid))
+                if previous
+                else state.gone.get((EPHEMERAL_RUNNER_SETS, uid))
+            )
+            if observed.deleted_at is not None:
+                if previous is not None:
+                    gone[uid] = observed.record
+                continue
+            if isinstance(stored, Version) and not observed.version.newer_than(stored):
+                continue
+            put[uid] = observed.record
+        elif vanished is not None and previous is not None:
+            gone[uid] = previous
+    return MapDelta(put=put, gone=gone)
 
 
 @dataclass(slots=True)
 class _RunnerSetPass:
-    persisted: Mapping[str, RunnerSetRow]
+    state: SyncState
     context: DiffContext
     now: datetime
-    inserts: list[RunnerSetRow] = field(default_factory=list)
-    updates: list[RowUpdate] = field(default_factory=list)
-    upserts: dict[str, RunnerSetRow] = field(default_factory=dict)
-    removals: frozenset[str] = frozenset()
+    writes: list[RowWrite[RunnerSetRow]] = field(default_factory=list)
     history: list[RunnerSetHistoryRow] = field(default_factory=list)
+    put: dict[str, RunnerSetRow] = field(default_factory=dict)
+    gone: dict[str, RunnerSetRow] = field(default_factory=dict)
+    new_keys: dict[SetKey, str] = field(default_factory=dict)  # pools new in this batch
+    written: dict[str, Any] = field(default_factory=dict)
 
-    def run(
-        self,
-        rows: Mapping[str, RunnerSetRow],
-        removals: frozenset[str],
-        pool_counts: Mapping[str, RunnerCounts],
-    ) -> None:
-        self.removals = removals
-        for uid in rows.keys() | self.persisted.keys():
-            row = rows.get(uid) or self.persisted[uid]
-            if row.status == "active":
-                row = mapping.with_counts(row, pool_counts.get(uid, RunnerCounts()))
-            elif uid not in rows:
-                continue  # a deleted pool still terminating: counts stay as they were
-            self._record(self.persisted.get(uid), row)
+    def run(self, batch: _Batch) -> None:
+        for uid in batch.uids():
+            previous = self.state.runner_sets.get(uid) or self._tombstone(uid)
+            row = runner_sets.next_row(
+                previous,
+                batch.observed.get(uid),
+                batch.vanished.get(uid),
+                previous_seq=_seq(self.state, uid),
+                counts=RunnerCounts(),
+                cluster_name=self.context.cluster_name,
+                now=self.now,
+            )
+            self._record(previous, row)
+
+    def _tombstone(self, uid: str) -> RunnerSetRow | None:
+        gone = self.state.gone.get((RUNNER_SETS, uid))
+        return gone if isinstance(gone, RunnerSetRow) else None
 
     def _record(self, previous: RunnerSetRow | None, row: RunnerSetRow) -> None:
-        counts_moved = previous is None or previous.counts != row.counts
         if previous is None:
+            self.writes.append(RowWrite(row, new=True))
+            if row.status == "active":
+                self.new_keys[SetKey(row.namespace, row.name)] = row.uid
+        elif changed_fields(previous, row, ignore=RUNNER_SET_BOOKKEEPING):
             row = replace(row, last_sync_at=self.now)
-            self.inserts.append(row)
-        elif previous == row:
-            return
-        elif changed := changed_fields(previous, row, ignore=RUNNER_SET_BOOKKEEPING):
-            row = replace(row, last_sync_at=self.now)
-            bookkeeping = {"resource_version": row.resource_version, "last_sync_at": self.now}
-            self.updates.append(RowUpdate(row.uid, {**changed, **bookkeeping}))
-        if row.uid not in self.removals:
-            self.upserts[row.uid] = row
-        if counts_moved and row.status == "active":
-            self.history.append(self._history_row(row))
+            self.writes.append(RowWrite(row, new=False))
+        if row.status == "active":
+            self.put[row.uid] = row
+        else:
+            self.gone[row.uid] = row
 
-    def _history_row(self, row: RunnerSetRow) -> RunnerSetHistoryRow:
-        return RunnerSetHistoryRow(
-            runner_set_uid=row.uid,
-            cluster_name=self.context.cluster_name,
-            observed_at=self.now,
-            current_runners=row.current_runners,
-            pending_runners=row.pending_runners,
-            running_runners=row.running_runners,
-            failed_runners=row.failed_runners,
-            busy_runners=row.busy_runners,
-            desired_runners=row.desired_runners,
+    def active_view(self) -> Mapping[str, RunnerSetRow]:
+        return Layered(self.state.runner_sets, self.put, frozenset(self.gone))
+
+    def keys_view(self) -> Mapping[SetKey, str]:
+        gone_keys = frozenset(
+            SetKey(r.namespace, r.name)
+            for r in self.gone.values()
+            if self.state.active_by_key.get(SetKey(r.namespace, r.name)) == r.uid
         )
+        put = {SetKey(r.namespace, r.name): uid for uid, r in self.put.items()}
+        return Layered(self.state.active_by_key, put, gone_keys)
 
-    def changes(self) -> TableChanges[RunnerSetRow]:
-        return TableChanges(tuple(self.inserts), tuple(self.updates))
+    def count_new_pools(
+        self,
+        index: RunnerSetIndex,
+        ers_view: Mapping[str, EphemeralRunnerSetRecord],
+        tally_changes: Mapping[str, Tally],
+    ) -> None:
+        """A new pool's row carries its counts from the start, with a history row."""
+        desired = counts.desired_by_pool(ers_view.values(), index)
+        for i, write in enumerate(self.writes):
+            row = write.row
+            if not write.new or row.status != "active":
+                continue
+            tally = self.state.tallies.get(row.uid, Tally()) + tally_changes.get(row.uid, Tally())
+            live = tally.counts(desired.get(row.uid, 0))
+            row = with_counts(row, live)
+            self.writes[i] = RowWrite(row, new=True)
+            self.put[row.uid] = row
+            self.written[row.uid] = live
+            self.history.append(counts.history_row(row, now=self.now))
 
-    def delta(self) -> MirrorDelta[RunnerSetRow]:
-        return MirrorDelta(dict(self.upserts), self.removals)
+    def delta(self) -> MapDelta[RunnerSetRow]:
+        return MapDelta(put=dict(self.put), gone=dict(self.gone))
 
 
 @dataclass(slots=True)
 class _RunnerPass:
-    persisted: Mapping[str, RunnerStateRow]
-    index: mapping.RunnerSetIndex
+    state: SyncState
+    index: RunnerSetIndex
     context: DiffContext
-    now: datetime
-    inserts: list[RunnerStateRow] = field(default_factory=list)
-    updates: list[RowUpdate] = field(default_factory=list)
-    upserts: dict[str, RunnerStateRow] = field(default_factory=dict)
-    removals: set[str] = field(default_factory=set)
+    writes: list[RowWrite[RunnerStateRow]] = field(default_factory=list)
+    put: dict[str, RunnerStateRow] = field(default_factory=dict)
+    gone: dict[str, RunnerStateRow] = field(default_factory=dict)
     runs: list[WorkflowRunRow] = field(default_factory=list)
+    tally_changes: dict[str, Tally] = field(default_factory=dict)
     completed: int = 0
     vanished: int = 0
     deleted: int = 0
 
-    def run(self, observed: Observed[EphemeralRunnerRecord]) -> None:
-        for record in observed.changed.values():
-            self._observe(record, gone=None)
-        for record in observed.deleted.values():
-            self._observe(record, gone="deleted")
-        for uid in observed.absent_from(self.persisted):
-            self.vanished += 1
-            self._settle(self.persisted[uid], RunAnnotations(), gone="vanished")
+    def run(self, batch: _Batch) -> None:
+        for uid in batch.uids():
+            previous = self.state.runners.get(uid) or self._tombstone(uid)
+            seen = runners.Seen(
+                observed=batch.observed.get(uid),
+                vanished=batch.vanished.get(uid),
+                previous_seq=_seq(self.state, uid),
+            )
+            row = runners.next_row(
+                previous, seen, index=self.index, cluster_name=self.context.cluster_name
+            )
+            if seen.vanished is not None and previous is not None and not previous.is_deleted:
+                self.vanished += 1
+            self._record(previous, row)
 
-    def adopt_orphans(self, new_set_uids: set[str]) -> None:
+    def _tombstone(self, uid: str) -> RunnerStateRow | None:
+        gone = self.state.gone.get((RUNNERS, uid))
+        return gone if isinstance(gone, RunnerStateRow) else None
+
+    def adopt_orphans(self, new_keys: Mapping[SetKey, str]) -> None:
         """Attach runners seen before their pool (watch streams are not ordered across
         resources) to the pool once it appears."""
-        keys = {
-            (row.namespace, row.name): uid
-            for uid in new_set_uids
-            if (row := self.index.runner_sets[uid]).status == "active"
-        }
-        if not keys:
+        if not new_keys:
             return
-        touched = self.upserts.keys() | self.removals
-        for uid, runner in self.persisted.items():
-            key = (runner.runner_set_namespace, runner.runner_set_name)
-            if runner.runner_set_uid is None and key in keys and uid not in touched:
-                self._settle(replace(runner, runner_set_uid=keys[key]), RunAnnotations(), gone=None)
-
-    def _observe(self, record: EphemeralRunnerRecord, *, gone: completion.Gone) -> None:
-        previous = self.persisted.get(record.identity.uid)
-        if (
-            gone is None
-            and previous
-            and previous.resource_version == record.identity.resource_version
-        ):
-            return  # this very version is already persisted
-        row = mapping.runner_state_row(
-            record,
-            previous=previous,
-            index=self.index,
-            cluster_name=self.context.cluster_name,
-            now=self.now,
-        )
-        self._settle(row, record.annotations, gone=gone)
-
-    def _settle(
-        self, row: RunnerStateRow, annotations: RunAnnotations, *, gone: completion.Gone
-    ) -> None:
-        previous = self.persisted.get(row.uid)
-        if not row.is_completed:
-            done = completion.completion_of(row, gone=gone, now=self.now)
-            if done is not None:
-                row = replace(
-                    row,
-                    is_completed=True,
-                    completed_at=done.completed_at,
-                    completion_source=done.source,
-                )
-                self._completed(row, annotations)
-        if gone is not None:
-            self.deleted += 1
-            row = replace(row, is_deleted=True, last_seen_at=self.now)
-        self._record(previous, row)
-
-    def _completed(self, row: RunnerStateRow, annotations: RunAnnotations) -> None:
-        self.completed += 1
-        if completion.ran_a_job(row):
-            self.runs.extend(
-                runs.run_rows(
-                    row, annotations, self.context.configs, cluster_name=self.context.cluster_name
-                )
-            )
+        for uid, runner in self.state.runners.items():
+            key = SetKey(runner.runner_set_namespace or "", runner.runner_set_name or "")
+            if runner.runner_set_uid is None and key in new_keys and uid not in self.put:
+                self._record(runner, replace(runner, runner_set_uid=new_keys[key]))
 
     def _record(self, previous: RunnerStateRow | None, row: RunnerStateRow) -> None:
+        if previous is not None and previous.is_deleted and row == previous:
+            return  # an old observation of a runner already gone: nothing to say
         if previous is None:
-            self.inserts.append(row)
-        elif changed := changed_fields(previous, row, ignore=RUNNER_BOOKKEEPING):
-            bookkeeping = {"resource_version": row.resource_version, "last_seen_at": self.now}
-            self.updates.append(RowUpdate(row.uid, {**changed, **bookkeeping}))
-        else:
-            # Nothing tracked changed: remember the new resourceVersion, write nothing.
-            row = replace(previous, resource_version=row.resource_version)
+            self.writes.append(RowWrite(row, new=True))
+        elif changed_fields(previous, row, ignore=RUNNER_BOOKKEEPING):
+            self.writes.append(RowWrite(row, new=False))
+        self._count(previous, row)
+        self._tally(previous, row)
         if row.is_deleted:
-            self.removals.add(row.uid)
+            self.gone[row.uid] = row
         else:
-            self.upserts[row.uid] = row
+            self.put[row.uid] = row
 
-    def changes(self) -> TableChanges[RunnerStateRow]:
-        return TableChanges(tuple(self.inserts), tuple(self.updates))
+    def _count(self, previous: RunnerStateRow | None, row: RunnerStateRow) -> None:
+        was_completed = previous is not None and previous.is_completed
+        was_deleted = previous is not None and previous.is_deleted
+        self.completed += row.is_completed and not was_completed
+        self.deleted += row.is_deleted and not was_deleted
+        if completion.runs_due(previous, row):
+            self.runs.extend(
+                runs.run_rows(row, self.context.configs, cluster_name=self.context.cluster_name)
+            )
 
-    def delta(self) -> MirrorDelta[RunnerStateRow]:
-        return MirrorDelta(dict(self.upserts), frozenset(self.removals))
+    def _tally(self, previous: RunnerStateRow | None, row: RunnerStateRow) -> None:
+        before = tally_of(previous) if previous is not None else Tally()
+        after = tally_of(row)
+        if before == after and (previous is None or previous.runner_set_uid == row.runner_set_uid):
+            return
+        for pool, change in (
+            (previous.runner_set_uid if previous else None, -before),
+            (row.runner_set_uid, after),
+        ):
+            if pool is not None:
+                self.tally_changes[pool] = self.tally_changes.get(pool, Tally()) + change
+
+    def delta(self) -> MapDelta[RunnerStateRow]:
+        return MapDelta(put=dict(self.put), gone=dict(self.gone))

@@ -1,40 +1,35 @@
-"""Runner-set counts derived from the runners themselves (SPEC §3.1).
+"""Runner-set counts derived from the runners themselves (SPEC §3.1), and when to
+write them.
 
 ARS status counts go stale in 0.14 (the controller writes them only when the total
-changes) and are gone in 0.15, so they are recounted from the EphemeralRunners.
-`desired_runners` is `spec.replicas` of the newest EphemeralRunnerSet of the pool.
+changes) and are gone in 0.15, so they come from the EphemeralRunners: each pool's
+tally is kept incrementally in the state. `desired_runners` is `spec.replicas` of
+the newest EphemeralRunnerSet of the pool. Counts reach the pool row, with one
+history row, at most once per period per pool: a busy pool writes one history row
+per period with the counts at its end, an idle one none.
 """
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
-from snapshotter.diff.mapping import RunnerSetIndex
-from snapshotter.diff.rows import RunnerCounts, RunnerStateRow
+from snapshotter.diff.changes import ChangeSet, RowWrite
+from snapshotter.diff.mapping import RunnerSetIndex, with_counts
+from snapshotter.diff.rows import RunnerCounts, RunnerSetHistoryRow, RunnerSetRow, Tally
+from snapshotter.diff.state import MapDelta, StateDelta, SyncState
 from snapshotter.model.records import EphemeralRunnerSetRecord
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def _tally(runners: Iterable[RunnerStateRow]) -> dict[str, list[int]]:
-    # [current, pending, running, failed, busy]; ARC counts a runner with no phase yet
-    # as pending, like the EphemeralRunnerSet controller does.
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    for runner in runners:
-        if runner.runner_set_uid is None or not runner.is_live:
-            continue
-        counts = tally[runner.runner_set_uid]
-        counts[0] += 1
-        counts[1] += runner.phase in (None, "Pending")
-        counts[2] += runner.phase == "Running"
-        counts[3] += runner.phase == "Failed"
-        counts[4] += runner.has_job
-    return tally
+def _age_key(ers: EphemeralRunnerSetRecord) -> tuple[datetime, str]:
+    return (ers.creation_timestamp or _EPOCH, ers.identity.name)
 
 
-def _desired(
+def desired_by_pool(
     ephemeral_runner_sets: Iterable[EphemeralRunnerSetRecord], index: RunnerSetIndex
 ) -> dict[str, int]:
+    """Pool uid -> `spec.replicas` of its newest EphemeralRunnerSet."""
     newest: dict[str, EphemeralRunnerSetRecord] = {}
     for ers in ephemeral_runner_sets:
         set_uid = index.set_of_ephemeral_set(ers)
@@ -46,20 +41,55 @@ def _desired(
     return {uid: ers.replicas for uid, ers in newest.items()}
 
 
-def _age_key(ers: EphemeralRunnerSetRecord) -> tuple[datetime, str]:
-    return (ers.creation_timestamp or _EPOCH, ers.identity.name)
+def state_index(state: SyncState) -> RunnerSetIndex:
+    return RunnerSetIndex(state.runner_sets, state.ephemeral_runner_sets, state.active_by_key)
 
 
-def runner_counts(
-    runners: Iterable[RunnerStateRow],
-    ephemeral_runner_sets: Mapping[str, EphemeralRunnerSetRecord],
-    index: RunnerSetIndex,
-) -> dict[str, RunnerCounts]:
-    """Counts per runner-set uid, for every runner set that has runners or a desired count."""
-    tally = _tally(runners)
-    desired = _desired(ephemeral_runner_sets.values(), index)
-    counts = {}
-    for uid in tally.keys() | desired.keys():
-        current, pending, running, failed, busy = tally.get(uid, [0, 0, 0, 0, 0])
-        counts[uid] = RunnerCounts(current, pending, running, failed, busy, desired.get(uid, 0))
-    return counts
+def history_row(row: RunnerSetRow, *, now: datetime) -> RunnerSetHistoryRow:
+    return RunnerSetHistoryRow(
+        runner_set_uid=row.uid,
+        cluster_name=row.cluster_name,
+        observed_at=now,
+        current_runners=row.current_runners,
+        pending_runners=row.pending_runners,
+        running_runners=row.running_runners,
+        failed_runners=row.failed_runners,
+        busy_runners=row.busy_runners,
+        desired_runners=row.desired_runners,
+    )
+
+
+def live_counts(state: SyncState) -> dict[str, RunnerCounts]:
+    """The counts of every active pool as the state has them now."""
+    desired = desired_by_pool(state.ephemeral_runner_sets.values(), state_index(state))
+    return {
+        uid: state.tallies.get(uid, Tally()).counts(desired.get(uid, 0))
+        for uid in state.runner_sets
+    }
+
+
+def counts_due(state: SyncState, *, now: datetime, period: timedelta | None = None) -> ChangeSet:
+    """Pool rows whose counts moved and whose period has passed (all of them when
+    `period` is None), each with one history row."""
+    writes, history = [], []
+    written: dict[str, RunnerCounts] = {}
+    for uid, counts in live_counts(state).items():
+        if counts == state.written.get(uid):
+            continue
+        last = state.history_at.get(uid)
+        if period is not None and last is not None and now - last < period:
+            continue
+        row = with_counts(replace(state.runner_sets[uid], last_sync_at=now), counts)
+        writes.append(RowWrite(row, new=False))
+        history.append(history_row(row, now=now))
+        written[uid] = counts
+    return ChangeSet(
+        now=now,
+        runner_sets=tuple(writes),
+        history=tuple(history),
+        delta=StateDelta(
+            runner_sets=MapDelta(put={w.row.uid: w.row for w in writes}),
+            written=written,
+            history_at=dict.fromkeys(written, now),
+        ),
+    )

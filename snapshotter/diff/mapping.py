@@ -1,12 +1,14 @@
-"""Records -> rows (SPEC §3.1, §3.2), given the previous row and `now`.
+"""Records -> rows (SPEC §3.1, §3.2), and finding the pool a runner belongs to.
 
-Values that must survive later observations (first time a job was seen, completion,
-first time the object was seen) are carried over from the previous row.
+The functions here map what an object says now; which of those values a row takes
+(newer state, facts that are already final) is decided by the fold in `runners`
+and `runner_sets`.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from snapshotter.diff.rows import RunnerCounts, RunnerSetRow, RunnerStateRow
 from snapshotter.model.records import (
@@ -16,16 +18,37 @@ from snapshotter.model.records import (
     SetKey,
 )
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Layered(Mapping[K, V]):
+    """A read-only view of `base` with a batch's own puts and removals on top."""
+
+    def __init__(
+        self, base: Mapping[K, V], put: Mapping[K, V], gone: frozenset[K] = frozenset()
+    ) -> None:
+        self.base, self.put, self.removed = base, put, gone
+
+    def __getitem__(self, key: K) -> V:
+        if key in self.put:
+            return self.put[key]
+        if key in self.removed:
+            raise KeyError(key)
+        return self.base[key]
+
+    def __iter__(self) -> Iterator[K]:
+        yield from self.put
+        yield from (k for k in self.base if k not in self.put and k not in self.removed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
 
 def runner_set_row(
-    record: RunnerSetRecord,
-    *,
-    previous: RunnerSetRow | None,
-    cluster_name: str,
-    now: datetime,
+    record: RunnerSetRecord, *, counts: RunnerCounts, cluster_name: str, now: datetime
 ) -> RunnerSetRow:
-    """The row for an AutoscalingRunnerSet; counts are carried over and set later."""
-    counts = previous.counts if previous else RunnerCounts()
+    """The row for an AutoscalingRunnerSet as it is now."""
     deleting = record.deletion_timestamp is not None
     scope = record.scope
     return RunnerSetRow(
@@ -54,7 +77,7 @@ def runner_set_row(
         running_runners=counts.running,
         failed_runners=counts.failed,
         busy_runners=counts.busy,
-        last_sync_at=previous.last_sync_at if previous else now,
+        last_sync_at=now,
     )
 
 
@@ -70,30 +93,13 @@ def with_counts(row: RunnerSetRow, counts: RunnerCounts) -> RunnerSetRow:
     )
 
 
-def marked_deleted(row: RunnerSetRow, *, now: datetime) -> RunnerSetRow:
-    return replace(row, status="deleted", deleted_at=row.deleted_at or now)
-
-
 @dataclass(frozen=True, slots=True)
 class RunnerSetIndex:
     """Finds the AutoscalingRunnerSet a runner belongs to (SPEC §1)."""
 
-    runner_sets: Mapping[str, RunnerSetRow]
+    runner_sets: Mapping[str, RunnerSetRow]  # active pools
     ephemeral_runner_sets: Mapping[str, EphemeralRunnerSetRecord]
     active_by_key: Mapping[SetKey, str]
-
-    @classmethod
-    def build(
-        cls,
-        runner_sets: Mapping[str, RunnerSetRow],
-        ephemeral_runner_sets: Mapping[str, EphemeralRunnerSetRecord],
-    ) -> "RunnerSetIndex":
-        active = {
-            SetKey(row.namespace, row.name): uid
-            for uid, row in runner_sets.items()
-            if row.status == "active"
-        }
-        return cls(runner_sets, ephemeral_runner_sets, active)
 
     def set_of_ephemeral_set(self, ers: EphemeralRunnerSetRecord) -> str | None:
         if ers.owner_uid in self.runner_sets:
@@ -119,16 +125,13 @@ class RunnerSetIndex:
 def runner_state_row(
     record: EphemeralRunnerRecord,
     *,
-    previous: RunnerStateRow | None,
     index: RunnerSetIndex,
     cluster_name: str,
-    now: datetime,
+    at: datetime,
 ) -> RunnerStateRow:
-    """The row for an EphemeralRunner; completion is decided afterwards."""
+    """The row for an EphemeralRunner as it is now, as if seen for the first time;
+    facts, completion and deletion are settled by the fold afterwards."""
     set_uid, set_key = index.resolve(record)
-    job_assigned_at = previous.job_assigned_at if previous else None
-    if job_assigned_at is None and record.has_job:
-        job_assigned_at = now
     return RunnerStateRow(
         uid=record.identity.uid,
         cluster_name=cluster_name,
@@ -143,21 +146,27 @@ def runner_state_row(
         message=record.message,
         runner_id=record.runner_id,
         runner_name=record.runner_name,
-        job_id=record.job_id,
-        job_request_id=record.job_request_id,
-        job_repository=record.job_repository,
-        job_workflow_ref=record.job_workflow_ref,
-        workflow_run_id=record.workflow_run_id,
-        job_display_name=record.job_display_name,
+        job_id=None,
+        job_request_id=None,
+        job_repository=None,
+        job_workflow_ref=None,
+        workflow_run_id=None,
+        job_display_name=None,
+        github_run_id=None,
+        github_run_number=None,
+        github_job_id=None,
+        head_sha=None,
+        head_branch=None,
+        workflow_name=None,
         pod_failures=record.pod_failures,
         creation_timestamp=record.creation_timestamp,
         deletion_timestamp=record.deletion_timestamp,
-        job_assigned_at=job_assigned_at,
-        completed_at=previous.completed_at if previous else None,
-        completion_source=previous.completion_source if previous else None,
-        is_completed=previous.is_completed if previous else False,
+        job_assigned_at=None,
+        completed_at=None,
+        completion_source=None,
+        is_completed=False,
         is_deleted=False,
         resource_version=record.identity.resource_version,
-        first_seen_at=previous.first_seen_at if previous else now,
-        last_seen_at=now,
+        first_seen_at=at,
+        last_seen_at=at,
     )

@@ -23,6 +23,34 @@ class RunnerCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Tally:
+    """What live runners add to their pool's counts (desired comes from elsewhere)."""
+
+    current: int = 0
+    pending: int = 0
+    running: int = 0
+    failed: int = 0
+    busy: int = 0
+
+    def __add__(self, other: "Tally") -> "Tally":
+        return Tally(
+            self.current + other.current,
+            self.pending + other.pending,
+            self.running + other.running,
+            self.failed + other.failed,
+            self.busy + other.busy,
+        )
+
+    def __neg__(self) -> "Tally":
+        return Tally(-self.current, -self.pending, -self.running, -self.failed, -self.busy)
+
+    def counts(self, desired: int) -> RunnerCounts:
+        return RunnerCounts(
+            self.current, self.pending, self.running, self.failed, self.busy, desired
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RunnerSetRow:
     """`github_runner_sets`: one AutoscalingRunnerSet incarnation (keyed by uid)."""
 
@@ -88,6 +116,14 @@ class RunnerStateRow:
     job_workflow_ref: str | None
     workflow_run_id: int | None
     job_display_name: str | None
+    # What a run row needs beyond the job fields (annotations, else derived from the
+    # workflow ref), kept so that a runner recorded as vanished still gets them.
+    github_run_id: int | None
+    github_run_number: int | None
+    github_job_id: int | None
+    head_sha: str | None
+    head_branch: str | None
+    workflow_name: str | None
     pod_failures: int
     creation_timestamp: datetime | None
     deletion_timestamp: datetime | None

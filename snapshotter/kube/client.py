@@ -2,14 +2,14 @@
 
 Lists go page by page (`limit`/`continue`) without a resourceVersion, which asks
 for a consistent read; recent API servers (1.31+) serve it from the watch cache.
-An expired continue token (410) restarts the list from the beginning, as
-client-go's pager does.
+Pages are handed over as they arrive (`list_pages`), so memory holds one page at a
+time, never the whole list. An expired continue token (410) surfaces as
+ResourceVersionExpired: the caller restarts the list, as client-go's pager does.
 """
 
-import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
-from snapshotter.errors import ResourceVersionExpired, StartupError
+from snapshotter.errors import KubeUnavailable, ResourceVersionExpired, StartupError
+from snapshotter.kube.decode import DecodedPage, ListedObject, decode_page
 from snapshotter.kube.errors import translated_errors
 from snapshotter.kube.resources import GROUP, VERSION, Resource
 from snapshotter.kube.watch import WatchStream
@@ -27,6 +28,8 @@ from snapshotter.kube.watch import WatchStream
 log = logging.getLogger(__name__)
 
 RawObject = Mapping[str, Any]
+Page = DecodedPage
+__all__ = ["KubeClient", "ListedObject", "Listing", "Page", "load_api_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,34 +79,44 @@ class KubeClient:
     def close(self) -> None:
         self.api_client.close()
 
-    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing:
-        """Every object of `resource`, page by page; restarts once if a page expired."""
-        try:
-            return self._list_pages(resource, namespace)
-        except ResourceVersionExpired:
-            log.info("list continue token expired, restarting list resource=%s", resource.plural)
-            return self._list_pages(resource, namespace)
-
-    def _list_pages(self, resource: Resource, namespace: str | None) -> Listing:
-        items: list[RawObject] = []
+    def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]:
+        """The pages of one complete list, as they arrive. Raises
+        ResourceVersionExpired when a continue token expired (restart the list)."""
         token: str | None = None
         while True:
             page = self._list_page(resource, namespace, token)
-            items.extend(page.get("items") or [])
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue") or None
+            yield page
+            token = page.continue_token
             if token is None:
-                return Listing(resource, namespace, items, str(metadata.get("resourceVersion", "")))
+                return
 
-    def _list_page(
-        self, resource: Resource, namespace: str | None, token: str | None
-    ) -> dict[str, Any]:
+    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing:
+        """Every object of `resource` as plain dicts; restarts once if a page expired.
+        For small lists (finalizer release); the sync engine streams `list_pages`."""
+        try:
+            return self._listing(resource, namespace)
+        except ResourceVersionExpired:
+            log.info("list continue token expired, restarting resource=%s", resource.plural)
+            return self._listing(resource, namespace)
+
+    def _listing(self, resource: Resource, namespace: str | None) -> Listing:
+        items: list[RawObject] = []
+        rv = ""
+        for page in self.list_pages(resource, namespace):
+            items.extend(item.body() for item in page.items)
+            rv = page.resource_version
+        return Listing(resource, namespace, items, rv)
+
+    def _list_page(self, resource: Resource, namespace: str | None, token: str | None) -> Page:
         with translated_errors(f"list {resource.plural}"):
             response: Any = self.list_request(
                 resource, namespace, limit=self.page_size, _continue=token, _preload_content=False
             )
-            data: dict[str, Any] = json.loads(response.data)
-        return data
+            data: bytes = response.data
+        try:
+            return decode_page(data)
+        except ValueError as e:
+            raise KubeUnavailable(f"list {resource.plural}: {e}") from e
 
     def list_request(self, resource: Resource, namespace: str | None, **kwargs: Any) -> Any:
         """The raw list (or, with watch=True, watch) call, cluster-wide or in one namespace."""
@@ -141,8 +154,11 @@ class KubeClient:
     def json_patch(
         self, resource: Resource, namespace: str, name: str, operations: list[dict[str, Any]]
     ) -> None:
-        """Apply an RFC 6902 JSON patch; a failing `test` operation is a KubeConflict."""
-        with translated_errors(f"patch {resource.plural} {namespace}/{name}"):
+        """Apply an RFC 6902 JSON patch; a failing `test` operation is a KubeConflict
+        (the API server answers it with 422, not 409)."""
+        with translated_errors(
+            f"patch {resource.plural} {namespace}/{name}", invalid_is_conflict=True
+        ):
             self.api.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,

@@ -18,29 +18,37 @@ from snapshotter.errors import (
     ResourceVersionExpired,
 )
 
+# A watch or list at a resourceVersion the API server's cache has not reached yet
+# (e.g. after an etcd restore or a lagging replica) is answered 504 with this text;
+# client-go relists from scratch, and so do we.
+TOO_LARGE_RV = "Too large resource version"
 
-def error_from(e: ApiException) -> KubeError:
+
+def error_from(e: ApiException, *, invalid_is_conflict: bool = False) -> KubeError:
     """Our error type for an API error status."""
     status = e.status or 0
     detail = f"HTTP {status} {e.reason or ''}".strip()
     if status == 410:  # noqa: PLR2004 - Gone: resourceVersion or continue token compacted
         return ResourceVersionExpired(detail)
+    if status == 504 and TOO_LARGE_RV in str(e.body or ""):  # noqa: PLR2004
+        return ResourceVersionExpired(f"{detail}: {TOO_LARGE_RV.lower()}")
     if status in (401, 403):
         return KubeForbidden(detail)
     if status == 404:  # noqa: PLR2004
         return KubeNotFound(detail)
-    if status == 409:  # noqa: PLR2004
+    if status == 409 or (status == 422 and invalid_is_conflict):  # noqa: PLR2004
+        # 422 on a JSON patch: one of its `test` operations failed (the object changed)
         return KubeConflict(detail)
     return KubeUnavailable(detail)
 
 
 @contextmanager
-def translated_errors(what: str) -> Iterator[None]:
+def translated_errors(what: str, *, invalid_is_conflict: bool = False) -> Iterator[None]:
     """Turn client and connection exceptions into our KubeError tree."""
     try:
         yield
     except ApiException as e:
-        error = error_from(e)
+        error = error_from(e, invalid_is_conflict=invalid_is_conflict)
         raise type(error)(f"{what}: {error}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise KubeUnavailable(f"{what}: {e}") from e

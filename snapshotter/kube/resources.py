@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from snapshotter.model import records
+
 GROUP = "actions.github.com"
 VERSION = "v1alpha1"
 
@@ -17,8 +19,8 @@ class Resource:
 
 
 # The kind is AutoscalingRunnerSet with a lower-case "s" (not AutoScalingRunnerSet).
-AUTOSCALING_RUNNER_SETS = Resource("autoscalingrunnersets", "AutoscalingRunnerSet")
-EPHEMERAL_RUNNER_SETS = Resource("ephemeralrunnersets", "EphemeralRunnerSet")
-EPHEMERAL_RUNNERS = Resource("ephemeralrunners", "EphemeralRunner")
+AUTOSCALING_RUNNER_SETS = Resource(records.RUNNER_SETS, "AutoscalingRunnerSet")
+EPHEMERAL_RUNNER_SETS = Resource(records.EPHEMERAL_RUNNER_SETS, "EphemeralRunnerSet")
+EPHEMERAL_RUNNERS = Resource(records.RUNNERS, "EphemeralRunner")
 
 ALL = (AUTOSCALING_RUNNER_SETS, EPHEMERAL_RUNNER_SETS, EPHEMERAL_RUNNERS)

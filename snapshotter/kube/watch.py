@@ -6,10 +6,10 @@ advance its resourceVersion on BOOKMARKs; the reconnect loop here is ours
 Bookmarks are requested: the API server sends one about every minute, carrying
 only a resourceVersion, which keeps the resume point fresh and proves the
 connection is alive. An ERROR event with code 410 (the resourceVersion was
-compacted) becomes ResourceVersionExpired, which means: relist.
+compacted), or 504 "Too large resource version" (the server's cache is behind the
+resume point), becomes ResourceVersionExpired, which means: relist.
 """
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +18,15 @@ from typing import Any, Literal
 import urllib3
 
 from snapshotter.errors import KubeUnavailable, ResourceVersionExpired
-from snapshotter.kube.errors import translated_errors
+from snapshotter.kube.decode import DecodeError, decode_json
+from snapshotter.kube.errors import TOO_LARGE_RV, translated_errors
 
 log = logging.getLogger(__name__)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 _TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
 GONE = 410
+TIMEOUT = 504
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +81,18 @@ def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
 
 def _decode(line: bytes, what: str) -> WatchEvent | None:
     try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as e:
+        raw = decode_json(line)
+    except DecodeError as e:
         raise KubeUnavailable(f"{what}: undecodable event: {e}") from e
     kind = raw.get("type") if isinstance(raw, dict) else None
     obj = raw.get("object") if isinstance(raw, dict) else None
     if kind == "ERROR":
         status = obj if isinstance(obj, dict) else {}
-        if status.get("code") == GONE:
-            raise ResourceVersionExpired(f"{what}: {status.get('message', 'gone')}")
+        message = str(status.get("message", ""))
+        if status.get("code") == GONE or (
+            status.get("code") == TIMEOUT and TOO_LARGE_RV in message
+        ):
+            raise ResourceVersionExpired(f"{what}: {message or 'gone'}")
         raise KubeUnavailable(f"{what}: error event {status.get('code')}: {status.get('message')}")
     if kind not in _TYPES or not isinstance(obj, dict):
         log.warning("ignored watch event type=%s what=%s", kind, what)

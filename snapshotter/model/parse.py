@@ -229,6 +229,13 @@ def _run_annotations(annotations: Mapping[str, Any]) -> RunAnnotations:
     )
 
 
+def _finalizers(meta: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = meta.get("finalizers")
+    if not isinstance(value, list):
+        return None
+    return tuple(f for f in value if isinstance(f, str))
+
+
 def _pod_failures(status: Mapping[str, Any], reader: _Reader) -> int:
     # Values are `true` (<= 0.11) or RFC 3339 times (0.12+); only the count matters.
     return len(reader.mapping(status, "failures", "status.failures"))
@@ -262,5 +269,6 @@ def parse_ephemeral_runner(raw: RawObject) -> Parsed[EphemeralRunnerRecord]:
         job_display_name=r.string(status, "jobDisplayName", "status.jobDisplayName") or None,
         pod_failures=_pod_failures(status, r),
         annotations=_run_annotations(_labels(meta, r, "annotations")),
+        finalizers=_finalizers(meta),
     )
     return Parsed(record, tuple(r.warnings))

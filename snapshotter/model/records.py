@@ -10,6 +10,11 @@ from typing import NamedTuple
 
 from snapshotter.model.github_url import GitHubScope
 
+# The resources' plural names, which also name them in the state, queue and cursors.
+RUNNER_SETS = "autoscalingrunnersets"
+EPHEMERAL_RUNNER_SETS = "ephemeralrunnersets"
+RUNNERS = "ephemeralrunners"
+
 
 class SetKey(NamedTuple):
     """An AutoscalingRunnerSet by namespace and name (stable across re-creation)."""
@@ -106,6 +111,7 @@ class EphemeralRunnerRecord(KubeObject):
     job_display_name: str | None
     pod_failures: int
     annotations: RunAnnotations
+    finalizers: tuple[str, ...] | None = None  # None: not set yet (ARC sets them at creation)
 
     @property
     def has_job(self) -> bool:

@@ -1,93 +1,93 @@
-"""The single writer (SPEC §4.1).
+"""The single writer's logic (SPEC §4.1, §4.4, §7): work from the queue -> diff ->
+one transaction -> the in-memory state updated in place.
 
-Producers (the scheduled poller, the watchers) only read Kubernetes and hand their
-observations here. The applier keeps an in-memory mirror of the persisted state,
-diffs each observation against it, writes the ChangeSet in one transaction and only
-then adopts it. Every call must come from one thread (the daemon runs it on a
-single-worker executor); a failed transaction reloads the mirror from the database.
-
-Ordering (SPEC §4.4): resourceVersions are opaque, so observations are ordered by
-the applier's own position counter. Each object remembers the position at which its
-last observation was applied and the position at which that observation began (a
-list's start, an event's receipt); an observation that began before the one already
-applied for an object is older news and is ignored for that object.
+Ordering is by resourceVersion: each observation is compared with the version
+persisted for its object, deleted objects keep their deletion's version as a
+tombstone (in memory for recent ones, in the database for all; objects the state
+does not know are looked up there first), and a complete list decides what
+vanished by its own version. A poll list of a resource whose watch is live only
+suspects an absent runner: the watch normally delivers its DELETED event (with its
+last state) first, and once the watch has progressed past the list the suspect is
+decided. When the database refuses the data of a batch, the batch is split until
+the one bad object is isolated; that object is recorded as rejected and everything
+else commits. Every call comes from the writer thread.
 """
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from snapshotter.clock import Clock, monotonic
-from snapshotter.diff import compute, matching
-from snapshotter.diff.changes import ChangeSet, Cursor
-from snapshotter.diff.state import Namespaced, Observation, Observed, PersistedState
-from snapshotter.errors import StoreError
-from snapshotter.kube import resources
-from snapshotter.kube.client import Listing
-from snapshotter.kube.resources import Resource
-from snapshotter.model import parse
-from snapshotter.sync.observations import ParseReport, observe_listing, parse_one
+from snapshotter.diff import compute, counts, matching
+from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
+from snapshotter.diff.observed import Input, Observed, Vanished
+from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.state import MapDelta, StateDelta, SyncState, apply_delta
+from snapshotter.errors import StoreRejected
+from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecord
+from snapshotter.model.versions import Version, integer_rv
 from snapshotter.sync.ports import Store
+from snapshotter.sync.queue import ListedStream, ListMarker, Work
 from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-TOMBSTONE_SECONDS = 600.0
-RawObject = parse.RawObject
-CommitHook = Callable[[Sequence[RawObject], PersistedState], None]
-
-_PARSERS: dict[str, Callable[[RawObject], parse.Parsed[Any]]] = {
-    resources.AUTOSCALING_RUNNER_SETS.plural: parse.parse_runner_set,
-    resources.EPHEMERAL_RUNNER_SETS.plural: parse.parse_ephemeral_runner_set,
-    resources.EPHEMERAL_RUNNERS.plural: parse.parse_ephemeral_runner,
-}
+CommitHook = Callable[[Sequence[EphemeralRunnerRecord], SyncState], None]
+CURSOR_SECONDS = 5.0  # watch progress reaches the cursor table at most this often
 
 
-def stream_name(resource: Resource, namespace: str | None) -> str:
+def stream_name(resource: str, namespace: str | None) -> str:
     """The cursor (and log) name of one list/watch scope."""
-    return resource.plural if namespace is None else f"{resource.plural}/{namespace}"
+    return resource if namespace is None else f"{resource}/{namespace}"
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedEvent:
-    """A watch event as handed to the writer, with when (position, time) it arrived."""
-
-    resource: Resource
-    namespace: str | None
-    type: str
-    object: RawObject
-    resource_version: str | None
-    position: int
-    received_at: float
-
-    @property
-    def stream(self) -> str:
-        return stream_name(self.resource, self.namespace)
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApplyResult:
-    """What one transaction did, for logs, metrics and the `--once` summary."""
+    """What transactions did, for logs, metrics and the `--once` summary."""
 
-    changes: ChangeSet
-    written: Mapping[str, int]
-    listed: Mapping[str, int] = field(default_factory=dict)
-    versions: Mapping[str, str] = field(default_factory=dict)  # stream -> list resourceVersion
-    skipped: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, int] = field(default_factory=dict)
+    fitted: int = 0
+    rejected: int = 0
     seconds: float = 0.0
+
+    def add(self, changes: ChangeSet, written: dict[str, int], fitted: int) -> None:
+        for key, n in written.items():
+            self.written[key] = self.written.get(key, 0) + n
+        for key, n in changes.summary().items():
+            self.summary[key] = self.summary.get(key, 0) + n
+        self.fitted += fitted
+
+    def merge(self, other: "ApplyResult") -> None:
+        for key, n in other.written.items():
+            self.written[key] = self.written.get(key, 0) + n
+        for key, n in other.summary.items():
+            self.summary[key] = self.summary.get(key, 0) + n
+        self.fitted += other.fitted
+        self.rejected += other.rejected
+        self.seconds += other.seconds
 
     @property
     def rows_written(self) -> int:
-        return sum(self.written.values())
+        return sum(n for k, n in self.written.items() if not k.startswith("snapshotter_"))
 
 
-@dataclass(frozen=True, slots=True)
-class _Stamp:
-    applied: int  # position at which the last observation of the object was applied
-    began: int  # position at which that observation began (list start, event receipt)
-    at: float  # monotonic time, to forget tombstones
+class WatchLiveness:
+    """Which watch streams are delivering events now (set by the watchers)."""
+
+    def __init__(self) -> None:
+        self._live: set[str] = set()
+
+    def set(self, stream: str, live: bool) -> None:
+        if live:
+            self._live.add(stream)
+        else:
+            self._live.discard(stream)
+
+    def __contains__(self, stream: str) -> bool:
+        return stream in self._live
 
 
 class Applier:
@@ -98,31 +98,34 @@ class Applier:
         cluster_name: str,
         clock: Clock,
         stats: SyncStats | None = None,
+        history_period: timedelta | None = None,
         on_commit: CommitHook | None = None,
     ) -> None:
         self.store = store
         self.cluster_name = cluster_name
         self.clock = clock
         self.stats = stats or SyncStats()
+        self.history_period = history_period
         self.on_commit = on_commit
-        self.state = PersistedState()
+        self.state = SyncState()
         self.configs: tuple[matching.CompiledConfig, ...] = ()
-        self.report = ParseReport()
-        self._position = 0
-        self._stamps: dict[str, _Stamp] = {}
+        self.watches = WatchLiveness()
         self._config_errors: set[str] = set()
-        self._live_watches: set[str] = set()
-        self._absent_once: set[str] = set()
+        self._rejected: set[tuple[str, str, str]] = set()
+        self._suspects: dict[tuple[str, str], tuple[str, Vanished]] = {}  # -> (stream, ...)
+        self._progress: dict[str, str] = {}  # stream -> applied watch resourceVersion
+        self._cursors = _PendingCursors()
+        self._noted_opaque = False
 
-    @property
-    def position(self) -> int:
-        """A marker taken before listing or on receiving an event."""
-        return self._position
+    # -- loading -------------------------------------------------------------------
 
     def load(self) -> None:
-        """(Re)load the persisted state; the ephemeral runner sets are not stored."""
-        loaded = self.store.load_state()
-        self.state = replace(loaded, ephemeral_runner_sets=self.state.ephemeral_runner_sets)
+        """Load the persisted state (the ephemeral runner sets are not stored)."""
+        ephemeral_runner_sets = self.state.ephemeral_runner_sets
+        self.state = self.store.load_state()
+        self.state.ephemeral_runner_sets.update(ephemeral_runner_sets)
+        self._rejected = self.store.load_rejected()
+        self.reload_configs()
 
     def reload_configs(self) -> None:
         compiled = tuple(matching.compile_config(c) for c in self.store.load_configs())
@@ -132,211 +135,282 @@ class Applier:
                 self._config_errors.add(config.error)
         self.configs = compiled
 
-    def set_watch_live(self, stream: str, live: bool) -> None:
-        """A live watch delivers deletions itself: a poll list then only suspects absence."""
-        if live:
-            self._live_watches.add(stream)
+    def stored_version(self, resource: str, uid: str) -> str | None:
+        """The resourceVersion the state holds for a live object (any thread may ask)."""
+        row: Any
+        if resource == RUNNERS:
+            row = self.state.runners.get(uid)
+        elif resource == RUNNER_SETS:
+            row = self.state.runner_sets.get(uid)
         else:
-            self._live_watches.discard(stream)
+            row = self.state.ephemeral_runner_sets.get(uid)
+        return row.resource_version if row is not None else None
 
-    # -- complete lists ----------------------------------------------------------
+    # -- applying work -------------------------------------------------------------
 
-    def apply_listings(
-        self, listings: Sequence[Listing], *, since: int, from_watch: bool = False
-    ) -> ApplyResult:
-        """Apply complete lists taken after `position` was `since`.
-
-        Objects a list does not mention vanished unseen (completion rule 3), except
-        that a poll list (`from_watch=False`) of a resource whose watch is live only
-        declares them vanished when the next poll list misses them too: the live watch
-        normally delivers their DELETED event, with their last state, first.
-        """
+    def apply(self, work: Work) -> ApplyResult:
+        """Apply taken work (its objects and its due lists' absences) in one
+        transaction, or several if the database refuses some of the data. Raises
+        StoreUnavailable: the caller gives the work back (what committed before is
+        idempotent to apply again)."""
         started = monotonic()
-        self.reload_configs()
-        skipped_before = self.report.skipped
-        observation = self._observe_listings(listings, since=since, defer=not from_watch)
-        cursors = [
-            Cursor(stream_name(listing.resource, listing.namespace), listing.resource_version, True)
-            for listing in listings
-        ]
-        changes, written = self._apply(observation, cursors, began={}, default_began=since)
-        runners = [
-            o for li in listings if li.resource == resources.EPHEMERAL_RUNNERS for o in li.items
-        ]
-        self._after_commit(runners)
-        return ApplyResult(
-            changes=changes,
-            written=written,
-            listed={stream_name(li.resource, li.namespace): len(li.items) for li in listings},
-            versions={
-                stream_name(li.resource, li.namespace): li.resource_version for li in listings
-            },
-            skipped=self.report.skipped - skipped_before,
-            seconds=monotonic() - started,
-        )
+        result = ApplyResult()
+        self._progress.update(work.progress)
+        for name, rv in work.progress.items():
+            self._cursors.note(Cursor(name, rv, full_resync=False))
+        if work.markers:
+            self.reload_configs()  # configs are re-read every cycle
+        inputs: list[Input] = [o for o in work.objects if not self._refused_before(o)]
+        for marker in work.markers:
+            for stream in marker.streams:
+                self._cursors.note(Cursor(stream.name, stream.resource_version, full_resync=True))
+            # decided against the state before this work; the fold checks each absence
+            # again against what the work's own objects say
+            inputs += self._absent(marker)
+        self._apply_inputs(inputs, result)
+        self._decide_suspects(result)
+        result.seconds = monotonic() - started
+        for marker in work.markers:
+            marker.result = result
+        return result
 
-    def _observe_listings(
-        self, listings: Sequence[Listing], *, since: int, defer: bool
-    ) -> Observation:
-        keep = frozenset(uid for uid, stamp in self._stamps.items() if stamp.applied > since)
-        persisted = self._persisted_by_resource()
-        observed: dict[str, Observed[Any]] = {}
-        for resource in resources.ALL:
-            mine = [li for li in listings if li.resource == resource]
-            if not mine:
-                continue
-            rows = persisted[resource.plural]
-            result = observe_listing(
-                [item for li in mine for item in li.items],
-                _PARSERS[resource.plural],
-                kind=resource.kind,
-                persisted_versions={uid: row.resource_version for uid, row in rows.items()},
-                keep=keep,
-                report=self.report,
-            )
-            scope = (
-                None
-                if any(li.namespace is None for li in mine)
-                else frozenset(li.namespace for li in mine if li.namespace is not None)
-            )
-            result = replace(result, scope=scope)
-            if defer and any(
-                stream_name(resource, li.namespace) in self._live_watches for li in mine
-            ):
-                result = self._defer_absence(result, rows)
-            observed[resource.plural] = result
-        return Observation(
-            runner_sets=observed.get(resources.AUTOSCALING_RUNNER_SETS.plural, Observed()),
-            ephemeral_runner_sets=observed.get(resources.EPHEMERAL_RUNNER_SETS.plural, Observed()),
-            runners=observed.get(resources.EPHEMERAL_RUNNERS.plural, Observed()),
-        )
+    def _refused_before(self, obs: Observed[Any]) -> bool:
+        return (obs.resource, obs.uid, obs.version.rv) in self._rejected
 
-    def _defer_absence(self, observed: Observed[R], rows: Mapping[str, Namespaced]) -> Observed[R]:
-        absent = set(observed.absent_from(rows))
-        first_time = absent - self._absent_once
-        # remembered until the next poll: then vanished (still absent) or cleared
-        self._absent_once = (self._absent_once - set(rows)) | first_time
-        return replace(observed, unchanged=observed.unchanged | first_time)
-
-    # -- watch events ------------------------------------------------------------
-
-    def apply_events(self, events: Sequence[ReceivedEvent]) -> ApplyResult:
-        """Apply a batch of watch events in one transaction."""
-        started = monotonic()
-        skipped_before = self.report.skipped
-        latest: dict[str, ReceivedEvent] = {}
-        for event in events:
-            uid = (event.object.get("metadata") or {}).get("uid")
-            if isinstance(uid, str) and not self._is_older(uid, event.position):
-                latest[uid] = event  # events of one object arrive in order: the last wins
-        observation = self._observe_events(latest.values())
-        cursors = {e.stream: e.resource_version for e in events if e.resource_version}
-        changes, written = self._apply(
-            observation,
-            [Cursor(stream, rv, full_resync=False) for stream, rv in cursors.items()],
-            began={uid: e.position for uid, e in latest.items()},
-            default_began=min((e.position for e in events), default=self._position),
-        )
-        now = monotonic()
-        for event in events:
-            self.stats.latency(now - event.received_at)
-        runners = [
-            e.object
-            for e in latest.values()
-            if e.resource == resources.EPHEMERAL_RUNNERS and e.type != "DELETED"
-        ]
-        self._after_commit(runners)
-        return ApplyResult(
-            changes=changes,
-            written=written,
-            skipped=self.report.skipped - skipped_before,
-            seconds=monotonic() - started,
-        )
-
-    def _is_older(self, uid: str, position: int) -> bool:
-        stamp = self._stamps.get(uid)
-        return stamp is not None and stamp.began > position
-
-    def _observe_events(self, events: Iterable[ReceivedEvent]) -> Observation:
-        changed: dict[str, dict[str, Any]] = {r.plural: {} for r in resources.ALL}
-        deleted: dict[str, dict[str, Any]] = {r.plural: {} for r in resources.ALL}
-        versions = self._persisted_by_resource()
-        for event in events:
-            plural = event.resource.plural
-            ident = parse.identity_of(event.object)
-            persisted = versions[plural].get(ident.uid) if ident else None
-            if (
-                event.type != "DELETED"
-                and persisted
-                and ident
-                and (persisted.resource_version == ident.resource_version)
-            ):
-                continue  # this very version is already persisted
-            record = parse_one(
-                event.object, _PARSERS[plural], kind=event.resource.kind, report=self.report
-            )
-            if record is not None:
-                target = deleted if event.type == "DELETED" else changed
-                target[plural][record.identity.uid] = record
-
-        def observed(resource: Resource) -> Observed[Any]:
-            return Observed(changed=changed[resource.plural], deleted=deleted[resource.plural])
-
-        return Observation(
-            runner_sets=observed(resources.AUTOSCALING_RUNNER_SETS),
-            ephemeral_runner_sets=observed(resources.EPHEMERAL_RUNNER_SETS),
-            runners=observed(resources.EPHEMERAL_RUNNERS),
-        )
-
-    def _persisted_by_resource(self) -> dict[str, Mapping[str, Namespaced]]:
-        return {
-            resources.AUTOSCALING_RUNNER_SETS.plural: self.state.runner_sets,
-            resources.EPHEMERAL_RUNNER_SETS.plural: self.state.ephemeral_runner_sets,
-            resources.EPHEMERAL_RUNNERS.plural: self.state.runners,
-        }
-
-    # -- the transaction ---------------------------------------------------------
-
-    def _apply(
-        self,
-        observation: Observation,
-        cursors: Iterable[Cursor],
-        *,
-        began: Mapping[str, int],
-        default_began: int,
-    ) -> tuple[ChangeSet, dict[str, int]]:
+    def _apply_inputs(self, inputs: Sequence[Input], result: ApplyResult) -> None:
+        if not inputs:
+            return
+        self._look_up_unknown(inputs)
         changes = compute.compute_changes(
             self.state,
-            observation,
+            inputs,
             context=compute.DiffContext(self.cluster_name, self.configs),
             now=self.clock(),
         )
+        self._write(changes, result, inputs)
+
+    def _write(self, changes: ChangeSet, result: ApplyResult, inputs: Sequence[Input] = ()) -> None:
+        """One transaction; the cursors ride along when rows are written (an idle
+        cluster writes nothing at all)."""
+        cursors = self._cursors.due() if changes.writes_rows else []
         try:
             written = self.store.apply(changes, cursors)
-        except StoreError:
-            self._reload_after_failure()
-            raise
-        self.state = changes.delta.applied_to(self.state)
-        self._stamp(changes, began, default_began)
-        return changes, dict(written.rows)
+        except StoreRejected as e:
+            if not inputs:
+                raise
+            self._split(inputs, result, e)
+            return
+        self._cursors.written(cursors)
+        self._adopt(changes, inputs)
+        result.add(changes, dict(written.rows), sum(written.fitted.values()))
+        self.stats.committed(written.rows, written.fitted)
 
-    def _reload_after_failure(self) -> None:
-        try:
-            self.load()
-        except StoreError as e:
-            log.warning("reloading persisted state failed, keeping the mirror error=%s", e)
+    def _split(self, inputs: Sequence[Input], result: ApplyResult, error: StoreRejected) -> None:
+        """Halve a refused batch until the one bad object is isolated."""
+        if len(inputs) == 1:
+            self._reject(inputs[0], error, result)
+            return
+        middle = len(inputs) // 2
+        self._apply_inputs(inputs[:middle], result)
+        self._apply_inputs(inputs[middle:], result)
 
-    def _stamp(self, changes: ChangeSet, began: Mapping[str, int], default_began: int) -> None:
-        self._position += 1
-        now = monotonic()
-        delta = changes.delta
-        for mirror in (delta.runner_sets, delta.runners, delta.ephemeral_runner_sets):
-            for uid in (*mirror.upserts, *mirror.removals):
-                self._stamps[uid] = _Stamp(self._position, began.get(uid, default_began), now)
-        if self._position % 100 == 0:
-            cutoff = now - TOMBSTONE_SECONDS
-            self._stamps = {u: s for u, s in self._stamps.items() if s.at >= cutoff}
+    def _reject(self, bad: Input, error: StoreRejected, result: ApplyResult) -> None:
+        row = self._known(bad.resource, bad.uid)
+        if isinstance(bad, Observed):
+            ident = bad.record.identity
+            namespace, name, rv = ident.namespace, ident.name, ident.resource_version
+        else:
+            namespace = getattr(row, "namespace", None)
+            name = getattr(row, "name", None)
+            rv = bad.listed.rv
+        self.store.reject(
+            RejectedObject(bad.resource, bad.uid, namespace, name, rv, str(error)), now=self.clock()
+        )
+        self._rejected.add((bad.resource, bad.uid, rv))
+        result.rejected += 1
+        self.stats.count("rejected", bad.resource)
+        log.error(
+            "object rejected by the database, recorded in snapshotter_rejects "
+            "kind=%s ref=%s/%s rv=%s error=%s",
+            bad.resource,
+            namespace,
+            name,
+            rv,
+            error,
+        )
+        if isinstance(bad, Vanished) and row is not None:
+            self._forget(bad.resource, row)
 
-    def _after_commit(self, runners: Sequence[RawObject]) -> None:
-        if self.on_commit is not None and runners:
-            self.on_commit(runners, self.state)
+    def _forget(self, resource: str, row: RunnerStateRow | RunnerSetRow) -> None:
+        """Drop a live object the database refuses to mark gone, so that it is not
+        retried at every list (its row stays as it was)."""
+        if isinstance(row, RunnerStateRow) and resource == RUNNERS:
+            apply_delta(self.state, StateDelta(runners=MapDelta(gone={row.uid: row})))
+        elif isinstance(row, RunnerSetRow):
+            apply_delta(self.state, StateDelta(runner_sets=MapDelta(gone={row.uid: row})))
+
+    def _known(self, resource: str, uid: str) -> RunnerStateRow | RunnerSetRow | None:
+        if resource == RUNNERS:
+            return self.state.runners.get(uid)
+        if resource == RUNNER_SETS:
+            return self.state.runner_sets.get(uid)
+        return None
+
+    def _look_up_unknown(self, inputs: Iterable[Input]) -> None:
+        """Objects the state does not hold may be deleted ones (tombstones in the
+        database): load them, so that an old observation cannot resurrect them."""
+        unknown: dict[str, list[str]] = {RUNNERS: [], RUNNER_SETS: []}
+        for item in inputs:
+            if (
+                item.resource in unknown
+                and self._known(item.resource, item.uid) is None
+                and item.key not in self.state.gone
+            ):
+                unknown[item.resource].append(item.uid)
+        for resource, uids in unknown.items():
+            if not uids:
+                continue
+            found = self.store.lookup(resource, uids)
+            live_runners = {
+                r.uid: r for r in found if isinstance(r, RunnerStateRow) and not r.is_deleted
+            }
+            live_sets = {
+                r.uid: r for r in found if isinstance(r, RunnerSetRow) and r.status == "active"
+            }
+            for row in found:
+                if row.uid not in live_runners and row.uid not in live_sets:
+                    self.state.gone.put((resource, row.uid), row)
+            apply_delta(
+                self.state,
+                StateDelta(runners=MapDelta(put=live_runners), runner_sets=MapDelta(put=live_sets)),
+            )
+
+    def _adopt(self, changes: ChangeSet, inputs: Sequence[Input]) -> None:
+        apply_delta(self.state, changes.delta)
+        self._note_opaque(inputs)
+        if self.on_commit is not None:
+            runners = [
+                i.record
+                for i in inputs
+                if isinstance(i, Observed) and isinstance(i.record, EphemeralRunnerRecord)
+            ]
+            if runners:
+                self.on_commit(runners, self.state)
+
+    def _note_opaque(self, inputs: Sequence[Input]) -> None:
+        if self._noted_opaque:
+            return
+        for item in inputs:
+            if isinstance(item, Observed) and not item.version.comparable:
+                log.warning(
+                    "resourceVersion is not an integer, ordering by arrival instead rv=%r",
+                    item.version.rv,
+                )
+                self._noted_opaque = True
+                return
+
+    # -- complete lists --------------------------------------------------------------
+
+    def _live(self, resource: str) -> dict[str, Any]:
+        if resource == RUNNERS:
+            return self.state.runners
+        if resource == RUNNER_SETS:
+            return self.state.runner_sets
+        return self.state.ephemeral_runner_sets
+
+    def _absent(self, marker: ListMarker) -> list[Vanished]:
+        """Objects the lists do not show that were persisted before them: gone."""
+        vanished: list[Vanished] = []
+        for stream in marker.streams:
+            listed = marker.version(stream)
+            defer = not marker.from_watch and self._watch_is_ahead_of_list(stream) is False
+            for uid in stream.seen:
+                self._suspects.pop((stream.resource, uid), None)
+            for uid, row in self._live(stream.resource).items():
+                if uid in stream.seen or not self._in_scope(row, stream):
+                    continue
+                version = Version(row.resource_version, self.state.seqs.get(uid, 0))
+                if not version.not_after(listed):
+                    continue  # observed after the list began: its absence says nothing
+                gone = Vanished(stream.resource, uid, listed, marker.at)
+                key = (stream.resource, uid)
+                if defer and key not in self._suspects:
+                    self._suspects[key] = (stream.name, gone)
+                    continue
+                self._suspects.pop(key, None)
+                vanished.append(gone)
+        return vanished
+
+    def _watch_is_ahead_of_list(self, stream: ListedStream) -> bool | None:
+        """None: no live watch on this stream; else whether it has delivered
+        everything up to the list's resourceVersion."""
+        name = stream.name
+        if name not in self.watches:
+            return None
+        progress = integer_rv(self._progress.get(name, ""))
+        listed = integer_rv(stream.resource_version)
+        return progress is not None and listed is not None and progress >= listed
+
+    @staticmethod
+    def _in_scope(row: Any, stream: ListedStream) -> bool:
+        return stream.namespace is None or row.namespace == stream.namespace
+
+    def _decide_suspects(self, result: ApplyResult) -> None:
+        """A suspect is gone once its watch has delivered past the list that missed it
+        (its DELETED event would have come first); newer news clears it."""
+        if not self._suspects:
+            return
+        due: list[Vanished] = []
+        for key, (stream, gone) in list(self._suspects.items()):
+            row = self._live(gone.resource).get(gone.uid)
+            seq = self.state.seqs.get(gone.uid, 0)
+            version = Version(row.resource_version, seq) if row is not None else None
+            if version is None or not version.not_after(gone.listed):
+                del self._suspects[key]
+                continue
+            progress = integer_rv(self._progress.get(stream, ""))
+            listed = integer_rv(gone.listed.rv)
+            if progress is not None and listed is not None and progress >= listed:
+                del self._suspects[key]
+                due.append(gone)
+        if due:
+            self._apply_inputs(due, result)
+
+    # -- periodic writes -----------------------------------------------------------
+
+    def flush(self, *, force: bool = False) -> ApplyResult:
+        """Pool counts and history rows that are due (all that moved when `force`)."""
+        result = ApplyResult()
+        changes = counts.counts_due(
+            self.state, now=self.clock(), period=None if force else self.history_period
+        )
+        if changes.writes_rows:
+            self._write(changes, result)
+        return result
+
+
+class _PendingCursors:
+    """List and watch positions waiting for a transaction that writes rows: a
+    complete list's at once, watch progress at most every CURSOR_SECONDS."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Cursor] = {}
+        self._written_at = monotonic()
+
+    def note(self, cursor: Cursor) -> None:
+        previous = self._pending.get(cursor.resource)
+        full = cursor.full_resync or (previous is not None and previous.full_resync)
+        self._pending[cursor.resource] = Cursor(cursor.resource, cursor.resource_version, full)
+
+    def due(self) -> list[Cursor]:
+        cursors = list(self._pending.values())
+        if any(c.full_resync for c in cursors):
+            return cursors
+        return cursors if monotonic() - self._written_at >= CURSOR_SECONDS else []
+
+    def written(self, cursors: Sequence[Cursor]) -> None:
+        if cursors:
+            for cursor in cursors:
+                if self._pending.get(cursor.resource) == cursor:
+                    del self._pending[cursor.resource]
+            self._written_at = monotonic()

@@ -8,9 +8,9 @@ committed. It never holds a runner hostage: a clean shutdown, and the command
 `snapshotter finalizers remove`, remove it from every runner.
 
 Patches are JSON patches guarded by `test` operations on the finalizer list, so a
-concurrent change by ARC fails the patch (409) instead of being overwritten; the
-next observation of the runner retries. They run on a worker thread, never on the
-writer thread.
+concurrent change by ARC fails the patch (422: a test failed) instead of being
+overwritten; the next observation of the runner retries, and a release pass lists
+again. They run on a worker thread, never on the writer thread.
 """
 
 import logging
@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from snapshotter.diff.state import PersistedState
+from snapshotter.diff.state import SyncState
 from snapshotter.errors import KubeConflict, KubeError, KubeNotFound
 from snapshotter.kube import resources
 from snapshotter.kube.client import Listing
 from snapshotter.kube.resources import Resource
+from snapshotter.model.records import EphemeralRunnerRecord
 from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
@@ -70,25 +71,22 @@ def _finalizers(meta: RawObject) -> tuple[str, ...] | None:
     return tuple(f for f in value if isinstance(f, str)) if isinstance(value, list) else None
 
 
-def task_for(raw: RawObject, state: PersistedState) -> _Task | None:
+def task_for(runner: EphemeralRunnerRecord, state: SyncState) -> _Task | None:
     """What our finalizer on this runner needs, given what is committed."""
-    meta = raw.get("metadata") or {}
-    uid, namespace, name = meta.get("uid"), meta.get("namespace"), meta.get("name")
-    finalizers = _finalizers(meta)
-    if not (isinstance(uid, str) and isinstance(namespace, str) and isinstance(name, str)):
-        return None
+    ident = runner.identity
+    finalizers = runner.finalizers
     if finalizers is None:
         return None  # ARC sets its own finalizers at creation; wait until it has
-    if meta.get("deletionTimestamp"):
-        committed = state.runners.get(uid)
+    if runner.deletion_timestamp is not None:
+        committed = state.runners.get(ident.uid)
         final_state_stored = committed is None or (
-            committed.resource_version == meta.get("resourceVersion")
+            committed.resource_version == ident.resource_version
         )
         if FINALIZER in finalizers and final_state_stored:
-            return _Task("remove", namespace, name, uid, finalizers)
+            return _Task("remove", ident.namespace, ident.name, ident.uid, finalizers)
         return None  # no new finalizer can be added to an object being deleted
     if FINALIZER not in finalizers:
-        return _Task("add", namespace, name, uid, finalizers)
+        return _Task("add", ident.namespace, ident.name, ident.uid, finalizers)
     return None
 
 
@@ -104,10 +102,10 @@ class FinalizerKeeper:
     def start(self) -> None:
         self._thread.start()
 
-    def on_commit(self, runners: Sequence[RawObject], state: PersistedState) -> None:
+    def on_commit(self, runners: Sequence[EphemeralRunnerRecord], state: SyncState) -> None:
         """Called by the writer after each commit with the runners it observed."""
-        for raw in runners:
-            task = task_for(raw, state)
+        for runner in runners:
+            task = task_for(runner, state)
             if task is None:
                 continue
             key = (task.uid, task.action)

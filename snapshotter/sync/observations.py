@@ -1,48 +1,63 @@
-"""Raw listed objects -> the `Observed` batches the diff takes.
+"""Raw objects -> Observed, with malformed objects skipped and reported once.
 
-Objects whose resourceVersion equals the persisted one are not parsed again (they
-only prove presence). A malformed object is skipped and reported once per
-(uid, resourceVersion); if it was persisted before, it still counts as present, so a
-bad update never turns into a deletion.
+Parsing happens on the thread that received the object (a watcher, the poller),
+never on the writer. A malformed object is skipped and reported once per
+(uid, resourceVersion); if it was persisted before, its uid still counts as
+listed, so a bad update never turns into a deletion.
 """
 
 import logging
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from datetime import datetime
+from typing import Any
 
-from snapshotter.diff.state import Observed
+from snapshotter.diff.observed import Observed, sighting
 from snapshotter.errors import ParseError
 from snapshotter.model import parse
-from snapshotter.model.records import Identity
+from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS, Identity
+from snapshotter.model.versions import Version
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-Parser = Callable[[parse.RawObject], parse.Parsed[R]]
+PARSERS: dict[str, Callable[[parse.RawObject], parse.Parsed[Any]]] = {
+    RUNNER_SETS: parse.parse_runner_set,
+    EPHEMERAL_RUNNER_SETS: parse.parse_ephemeral_runner_set,
+    RUNNERS: parse.parse_ephemeral_runner,
+}
+KINDS = {
+    RUNNER_SETS: "AutoscalingRunnerSet",
+    EPHEMERAL_RUNNER_SETS: "EphemeralRunnerSet",
+    RUNNERS: "EphemeralRunner",
+}
 
 
 @dataclass(slots=True)
 class ParseReport:
-    """Skipped objects and warnings, each logged once per (uid, resourceVersion)."""
+    """Skipped objects and warnings, each logged once per (uid, resourceVersion).
+    Shared by the poller and the watchers, so it takes a lock."""
 
     limit: int = 10_000
     skipped: int = 0
     warnings: int = 0
     _reported: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def first_time(self, uid: str, resource_version: str) -> bool:
         key = (uid, resource_version)
-        if key in self._reported:
-            return False
-        self._reported[key] = None
-        if len(self._reported) > self.limit:
-            self._reported.popitem(last=False)
-        return True
+        with self._lock:
+            if key in self._reported:
+                return False
+            self._reported[key] = None
+            if len(self._reported) > self.limit:
+                self._reported.popitem(last=False)
+            return True
 
     def skip(self, error: ParseError, ident: Identity | None) -> None:
-        self.skipped += 1
+        with self._lock:
+            self.skipped += 1
         if ident is None or self.first_time(ident.uid, ident.resource_version):
             log.warning(
                 "skipped malformed object kind=%s ref=%s reason=%s",
@@ -55,7 +70,8 @@ class ParseReport:
         warnings = tuple(warnings)
         if not warnings:
             return
-        self.warnings += len(warnings)
+        with self._lock:
+            self.warnings += len(warnings)
         if self.first_time(ident.uid, ident.resource_version):
             for warning in warnings:
                 log.warning(
@@ -67,47 +83,30 @@ class ParseReport:
                 )
 
 
-def parse_one(
-    raw: parse.RawObject, parser: Parser[R], *, kind: str, report: ParseReport
-) -> R | None:
-    """The record for `raw`, or None (reported) when it cannot be read."""
+def observe(
+    resource: str,
+    raw: parse.RawObject,
+    *,
+    at: datetime,
+    seq: int,
+    report: ParseReport,
+    deleted: bool = False,
+) -> Observed[Any] | None:
+    """One observation of `raw` (a list item or a watch event), or None (reported)
+    when it cannot be read."""
     ident = parse.identity_of(raw)
     try:
-        parsed = parser(raw)
+        parsed = PARSERS[resource](raw)
     except ParseError as e:
         report.skip(e, ident)
         return None
-    if ident is not None:
-        report.warn(kind, ident, parsed.warnings)
-    return parsed.record
-
-
-def observe_listing(
-    items: Iterable[parse.RawObject],
-    parser: Parser[R],
-    *,
-    kind: str,
-    persisted_versions: Mapping[str, str],
-    keep: frozenset[str] = frozenset(),
-    report: ParseReport,
-) -> Observed[R]:
-    """A complete list as an Observed batch.
-
-    `keep` holds uids that newer observations already settled: the list's copy of
-    them (or their absence from it) is older news and is ignored.
-    """
-    changed: dict[str, R] = {}
-    unchanged: set[str] = set(keep)
-    for raw in items:
-        ident = parse.identity_of(raw)
-        if ident is not None and (
-            ident.uid in keep or persisted_versions.get(ident.uid) == ident.resource_version
-        ):
-            unchanged.add(ident.uid)
-            continue
-        record = parse_one(raw, parser, kind=kind, report=report)
-        if record is not None and ident is not None:
-            changed[ident.uid] = record
-        elif ident is not None and ident.uid in persisted_versions:
-            unchanged.add(ident.uid)
-    return Observed(changed=changed, unchanged=frozenset(unchanged), complete=True)
+    record = parsed.record
+    report.warn(KINDS[resource], record.identity, parsed.warnings)
+    return sighting(
+        resource,
+        record.identity.uid,
+        record,
+        version=Version(record.identity.resource_version, seq),
+        at=at,
+        deleted=deleted,
+    )

@@ -4,18 +4,21 @@ Declared here, by their consumer, so that `sync` depends on behaviour rather tha
 the `kube` and `db` packages' classes.
 """
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
-from snapshotter.diff.changes import ChangeSet, Cursor
+from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
-from snapshotter.diff.state import PersistedState
-from snapshotter.kube.client import Listing
+from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.state import SyncState
+from snapshotter.kube.client import Page
 from snapshotter.kube.resources import Resource
 
 
 class Source(Protocol):
-    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing: ...
+    def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]: ...
 
 
 class WriteResult(Protocol):
@@ -23,12 +26,22 @@ class WriteResult(Protocol):
     def rows(self) -> dict[str, int]: ...
 
     @property
-    def total(self) -> int: ...
+    def fitted(self) -> Counter[str]: ...
 
 
 class Store(Protocol):
-    def load_state(self) -> PersistedState: ...
+    def probe(self) -> None: ...
+
+    def load_state(self) -> SyncState: ...
+
+    def load_rejected(self) -> set[tuple[str, str, str]]: ...
+
+    def lookup(
+        self, resource: str, uids: Sequence[str]
+    ) -> Sequence[RunnerSetRow | RunnerStateRow]: ...
 
     def load_configs(self) -> list[WorkflowConfig]: ...
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteResult: ...
+
+    def reject(self, rejected: RejectedObject, *, now: datetime) -> None: ...

@@ -1,12 +1,14 @@
 """The watch loop, shaped like client-go's reflector, for one resource in one scope.
 
-list -> apply (a complete list: what vanished meanwhile is recorded, rule 3) ->
+list -> queue (a complete list: what vanished meanwhile is recorded, rule 3) ->
 watch from the list's resourceVersion with bookmarks and a random 5-10 min server
-timeout -> every event, BOOKMARK included, advances the resume point -> a normal
-end re-watches from there without relisting. `410 Gone` / "too old resource
-version" (etcd compacted past the resume point) -> relist. Any other error -> wait
-with jittered backoff and resume from the last resourceVersion. The loop never dies
-on an error; only `stop()` ends it.
+timeout -> every event, BOOKMARK included, advances the resume point (and is
+queued as the stream's progress) -> a normal end re-watches from there without
+relisting. `410 Gone` / "too old resource version" (etcd compacted past the resume
+point) or 504 "too large resource version" -> relist. An event refused by a full
+pending queue -> wait for room, then relist. Any other error -> wait with jittered
+backoff and resume from the last resourceVersion. The loop never dies on an
+error; only `stop()` ends it.
 """
 
 import logging
@@ -18,11 +20,13 @@ from typing import Protocol
 
 from snapshotter.clock import monotonic
 from snapshotter.errors import KubeError, ResourceVersionExpired, SnapshotterError
-from snapshotter.kube.client import Listing
+from snapshotter.kube.client import Page
 from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
-from snapshotter.sync.applier import ApplyResult, ReceivedEvent, stream_name
+from snapshotter.sync.applier import WatchLiveness, stream_name
 from snapshotter.sync.backoff import Backoff
+from snapshotter.sync.intake import Intake
+from snapshotter.sync.queue import ListMarker
 from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ class EventStream(Protocol):
 
 
 class WatchSource(Protocol):
-    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing: ...
+    def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]: ...
 
     def open_watch(
         self,
@@ -50,29 +54,17 @@ class WatchSource(Protocol):
     ) -> EventStream: ...
 
 
-class EventWriter(Protocol):
-    @property
-    def position(self) -> int: ...
-
-    def apply_listings(
-        self, listings: list[Listing], *, since: int, from_watch: bool = False
-    ) -> ApplyResult: ...
-
-    def submit_event(self, event: ReceivedEvent) -> bool: ...
-
-    def set_watch_live(self, stream: str, live: bool) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class WatchTuning:
     read_timeout_seconds: float = 120.0  # > the ~60 s bookmark period
     min_timeout_seconds: int = 300
     max_timeout_seconds: int = 600
     healthy_after_seconds: float = 30.0  # a watch this old resets the backoff
+    room_fraction: float = 0.9  # after an overflow, relist once the queue is below this
 
 
 class BufferFull(SnapshotterError):
-    """The writer refused an event: relist once it has caught up."""
+    """The pending queue refused an event: relist once there is room."""
 
 
 class Watcher(threading.Thread):
@@ -80,7 +72,8 @@ class Watcher(threading.Thread):
         self,
         *,
         source: WatchSource,
-        writer: EventWriter,
+        intake: Intake,
+        liveness: WatchLiveness,
         resource: Resource,
         namespace: str | None,
         stats: SyncStats,
@@ -88,15 +81,17 @@ class Watcher(threading.Thread):
         resume_from: str | None = None,
     ) -> None:
         """`resume_from`: the resourceVersion of a complete list of this scope that is
-        already applied (the start-up reconciliation); without it, the loop lists first."""
-        self.name_ = stream_name(resource, namespace)
+        already queued (the start-up reconciliation); without it, the loop lists first."""
+        self.name_ = stream_name(resource.plural, namespace)
         super().__init__(name=f"watch-{self.name_}", daemon=True)
         self.source = source
-        self.writer = writer
+        self.intake = intake
+        self.liveness = liveness
         self.resource = resource
         self.namespace = namespace
         self.stats = stats
         self.tuning = tuning
+        self.last_activity = monotonic()  # for the liveness probe
         self._stop_requested = threading.Event()
         self._stream: EventStream | None = None
         # client-go's reflector backs off up to 30 s; one daemon reconnecting every few
@@ -114,6 +109,7 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_requested.is_set():
+            self.last_activity = monotonic()
             try:
                 if self._resume is None:
                     self._resume = self._relist()
@@ -123,9 +119,12 @@ class Watcher(threading.Thread):
                 log.info("watch expired, relisting stream=%s reason=%s", self.name_, e)
                 self._resume = None
             except BufferFull:
-                log.warning("event buffer full, relisting stream=%s", self.name_)
+                self.stats.dropped(1)
+                log.warning(
+                    "pending queue full, relisting when there is room stream=%s", self.name_
+                )
                 self._resume = None
-                self._pause()
+                self._wait_for_room()
             except SnapshotterError as e:
                 self._failed(e)
             except Exception:  # a bug must not end the loop: log it in full, back off, relist
@@ -134,34 +133,36 @@ class Watcher(threading.Thread):
                 self._resume = None
                 self._pause()
             if self._resume is None or self._stop_requested.is_set():
-                self.writer.set_watch_live(self.name_, False)
+                self.liveness.set(self.name_, False)
         log.info("watch stopped stream=%s", self.name_)
 
     def _failed(self, error: SnapshotterError) -> None:
         if self._stop_requested.is_set():
             return  # the stream was aborted to stop: not a failure
-        kind = "kube" if isinstance(error, KubeError) else "store"
+        kind = "kube" if isinstance(error, KubeError) else "queue"
         self.stats.count("errors", kind)
-        self.writer.set_watch_live(self.name_, False)
+        self.liveness.set(self.name_, False)
         log.warning("watch failed, retrying stream=%s error=%s", self.name_, error)
         self._pause()
 
     def _pause(self) -> None:
         self._stop_requested.wait(self._backoff.next())
 
+    def _wait_for_room(self) -> None:
+        queue = self.intake.queue
+        while len(queue) >= queue.cap * self.tuning.room_fraction:
+            if self._stop_requested.wait(1.0):
+                return
+
     def _relist(self) -> str:
-        """A complete list, diffed against the database; returns where to watch from."""
-        since = self.writer.position
-        listing = self.source.list_all(self.resource, self.namespace)
-        result = self.writer.apply_listings([listing], since=since, from_watch=True)
+        """A complete list, queued with its marker; returns where to watch from."""
+        seq, at = self.intake.queue.next_seq(), self.intake.clock()
+        listed = self.intake.list_stream(self.source, self.resource, self.namespace, seq=seq, at=at)
+        self.intake.queue.put_marker(ListMarker((listed,), seq, at, from_watch=True))
         log.info(
-            "relisted stream=%s listed=%d vanished=%d rv=%s",
-            self.name_,
-            len(listing.items),
-            result.changes.vanished,
-            listing.resource_version,
+            "relisted stream=%s listed=%d rv=%s", self.name_, listed.items, listed.resource_version
         )
-        return listing.resource_version
+        return listed.resource_version
 
     def _watch(self, resume: str) -> None:
         """One watch request; every event moves `_resume`, so that an error in the
@@ -179,11 +180,12 @@ class Watcher(threading.Thread):
         )
         if self._stop_requested.is_set():
             self._stream.abort()
-        self.writer.set_watch_live(self.name_, True)
+        self.liveness.set(self.name_, True)
         started, seen = monotonic(), 0
         try:
             for event in self._stream:
                 seen += 1
+                self.last_activity = monotonic()
                 self._resume = self._handle(event) or self._resume
                 if seen == 1 or monotonic() - started > self.tuning.healthy_after_seconds:
                     self._backoff.reset()
@@ -197,17 +199,10 @@ class Watcher(threading.Thread):
         rv = event.resource_version
         if event.type == "BOOKMARK":
             self.stats.count("bookmarks", self.name_)
-            return rv
-        self.stats.count("events", (self.name_, event.type))
-        received = ReceivedEvent(
-            resource=self.resource,
-            namespace=self.namespace,
-            type=event.type,
-            object=event.object,
-            resource_version=rv,
-            position=self.writer.position,
-            received_at=monotonic(),
-        )
-        if not self.writer.submit_event(received):
-            raise BufferFull(f"{self.name_}: event buffer full")
+        else:
+            self.stats.count("events", (self.name_, event.type))
+            if not self.intake.event(self.resource, event.type, event.object):
+                raise BufferFull(f"{self.name_}: pending queue full")
+        if rv is not None:
+            self.intake.queue.note_progress(self.name_, rv)
         return rv

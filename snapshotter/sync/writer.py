@@ -1,122 +1,148 @@
-"""Runs every Applier call on one dedicated thread, so that there is one writer.
+"""The writer thread: the only one that applies (SPEC §4.1, §7).
 
-Poll cycles submit complete lists and wait for the result. Watch events go into a
-bounded buffer that the writer thread drains in batches, one transaction per batch:
-while a transaction runs, new events accumulate and the next batch takes them all,
-so a burst costs few transactions and a lone event is committed at once. If the
-database is down, the batch stays in the buffer and is retried with backoff; when
-the buffer is full, new events are refused and the watcher relists instead.
+It takes work from the pending queue in batches, one transaction per batch: while a
+transaction runs, new observations accumulate (merged per object) and the next
+batch takes them all, so a burst costs few transactions and a lone event is
+committed at once. When the database is unavailable the work goes back to the
+queue, and the writer probes the database every second or two, writing again as
+soon as it answers; producers never wait on it, except a list that finds the queue
+full. Pool counts, history rows and watch progress are written when due.
 """
 
 import logging
 import threading
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
-from snapshotter.errors import StoreError
-from snapshotter.kube.client import Listing
-from snapshotter.sync.applier import Applier, ApplyResult, ReceivedEvent
+from snapshotter.clock import monotonic
+from snapshotter.errors import StoreUnavailable
+from snapshotter.sync.applier import Applier, ApplyResult
 from snapshotter.sync.backoff import Backoff
+from snapshotter.sync.queue import PendingQueue, Work
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+FLUSH_SECONDS = 1.0  # how often due counts, history and cursors are looked at
 
 
-class SerialWriter:
+class Writer:
     def __init__(
-        self, applier: Applier, *, buffer_size: int = 10_000, batch_max: int = 500
+        self,
+        applier: Applier,
+        queue: PendingQueue,
+        *,
+        batch_max: int = 500,
+        probe_seconds: float = 1.5,
+        retry_outages: bool = True,
     ) -> None:
+        """`retry_outages=False` (`--once`): an outage fails the pending lists at once."""
         self.applier = applier
-        self.buffer_size = buffer_size
+        self.queue = queue
         self.batch_max = batch_max
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="applier")
-        self._pending: deque[ReceivedEvent] = deque()
-        self._lock = threading.Lock()
-        self._drain_scheduled = False
+        self.probe_seconds = probe_seconds
+        self.retry_outages = retry_outages
+        self.totals = ApplyResult()
+        self.database_available = True
+        self.last_commit = monotonic()
+        self.last_activity = monotonic()  # for the liveness probe
+        self._next_probe = 0.0
+        self._next_flush = 0.0
+        self._crash_backoff = Backoff(initial=1.0, maximum=30.0)
         self._closing = threading.Event()
-        self._backoff = Backoff(initial=0.5, maximum=30.0)
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
 
-    @property
-    def position(self) -> int:
-        return self.applier.position
+    def start(self) -> None:
+        if self._thread.ident is None:  # not started yet
+            self._thread.start()
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the writer thread and wait for its result."""
-        return self._executor.submit(fn).result()
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
-    def apply_listings(
-        self, listings: Sequence[Listing], *, since: int, from_watch: bool = False
-    ) -> ApplyResult:
-        return self.call(
-            lambda: self.applier.apply_listings(listings, since=since, from_watch=from_watch)
-        )
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            self.last_activity = monotonic()
+            if not self.step():
+                self.queue.wait_for_work(timeout=0.5)
 
-    def set_watch_live(self, stream: str, live: bool) -> None:
-        self._executor.submit(self.applier.set_watch_live, stream, live)
+    def step(self) -> bool:
+        """One unit of work; False when there was nothing to do (or it must wait)."""
+        waiting = monotonic() < self._next_probe
+        if not self.database_available and (waiting or not self._probe()):
+            return False
+        work = self.queue.take(self.batch_max)
+        did = bool(work) and self._apply(work)
+        if self.database_available and monotonic() >= self._next_flush:
+            self._flush()
+            self._next_flush = monotonic() + FLUSH_SECONDS
+        return did
 
-    def submit_event(self, event: ReceivedEvent) -> bool:
-        """Queue a watch event; False when the buffer is full (the event is dropped)."""
-        with self._lock:
-            if len(self._pending) >= self.buffer_size:
-                self.applier.stats.dropped(1)
-                return False
-            self._pending.append(event)
-            if not self._drain_scheduled:
-                self._drain_scheduled = True
-                self._executor.submit(self._drain)
+    def _probe(self) -> bool:
+        try:
+            self.applier.store.probe()
+        except StoreUnavailable:
+            self._next_probe = monotonic() + self.probe_seconds
+            return False
+        log.info("database reachable again, writing pending=%d", len(self.queue))
+        self.database_available = True
         return True
 
-    def _take_batch(self) -> list[ReceivedEvent]:
-        with self._lock:
-            return [self._pending.popleft() for _ in range(min(self.batch_max, len(self._pending)))]
-
-    def _drain(self) -> None:
-        """One batch, one transaction; reschedules itself while events are pending."""
-        batch = self._take_batch()
+    def _apply(self, work: Work) -> bool:
         try:
-            if batch:
-                self.applier.apply_events(batch)
-                self._backoff.reset()
-        except StoreError as e:
-            self.applier.stats.count("errors", "store")
-            delay = self._backoff.next()
-            log.warning(
-                "writing events failed, retrying in %.1fs events=%d error=%s", delay, len(batch), e
-            )
-            with self._lock:
-                self._pending.extendleft(reversed(batch))
-            self._closing.wait(delay)
-        except Exception:  # a bug must not stop the writer: log it, count it, go on
+            result = self.applier.apply(work)
+        except StoreUnavailable as e:
+            self._outage(work, e)
+            return False
+        except Exception:  # a bug must not stop the writer: log it, keep the work, back off
             self.applier.stats.count("errors", "apply")
-            log.exception("applying %d watch events crashed; they are dropped", len(batch))
-        finally:
-            with self._lock:
-                if self._pending and not self._closing.is_set():
-                    self._executor.submit(self._drain)
-                else:
-                    self._drain_scheduled = False
+            log.exception("applying work crashed; retrying it later objects=%d", len(work.objects))
+            self.queue.give_back(work)
+            self.database_available = False
+            self._next_probe = monotonic() + self._crash_backoff.next()
+            return False
+        self._crash_backoff.reset()
+        self.totals.merge(result)
+        self.last_commit = monotonic()
+        for marker in work.markers:
+            marker.finish(marker.result)
+        return True
 
-    def _drain_all(self) -> None:
-        while batch := self._take_batch():
-            try:
-                self.applier.apply_events(batch)
-            except StoreError as e:
-                with self._lock:
-                    lost = len(batch) + len(self._pending)
-                    self._pending.clear()
-                log.error(
-                    "database unavailable at shutdown, %d events not committed error=%s",
-                    lost,
-                    e,
-                )
-                self.applier.stats.dropped(lost)
+    def _outage(self, work: Work, error: StoreUnavailable) -> None:
+        self.applier.stats.count("errors", "store")
+        if self.database_available:
+            log.warning(
+                "database unavailable, holding observations pending=%d error=%s",
+                len(self.queue) + len(work.objects),
+                error,
+            )
+        self.database_available = False
+        self._next_probe = monotonic() + self.probe_seconds
+        if not self.retry_outages:
+            self.queue.abandon(work.markers, error)
+            work.markers = []
+        self.queue.give_back(work)
 
-    def close(self) -> None:
-        """Commit what is buffered (one attempt if the database is down), then stop.
-        Producers must have stopped submitting before."""
+    def _flush(self, *, force: bool = False) -> None:
+        try:
+            self.totals.merge(self.applier.flush(force=force))
+        except StoreUnavailable as e:
+            self._outage(Work(), e)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is pending (if the database answers within `timeout`), then stop.
+        Producers must have stopped before."""
         self._closing.set()
-        self.call(self._drain_all)
-        self._executor.shutdown(wait=True)
+        self.queue.wait_for_work(0)  # wake the thread
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        deadline = monotonic() + timeout
+        self.database_available = True  # one more attempt, whatever the last probe said
+        while monotonic() < deadline:
+            work = self.queue.take(self.batch_max)
+            if not work or not self._apply(work):
+                break
+        if self.database_available:
+            self._flush(force=True)
+        if len(self.queue):
+            log.error(
+                "database unavailable at shutdown, %d pending objects not committed",
+                len(self.queue),
+            )
+            self.applier.stats.dropped(len(self.queue))

@@ -1,8 +1,7 @@
-"""Ordering of lists and watch events in the applier (SPEC §4.4), on SQLite.
+"""Ordering of lists and watch events by resourceVersion (SPEC §4.4), on SQLite.
 
-resourceVersions are opaque, so the applier orders observations by its own
-position counter: an observation that began before the one already applied for an
-object is older news for that object.
+Hand-picked cases that document the rules; tests/integration/test_interleavings.py
+checks them under random interleavings on PostgreSQL.
 """
 
 from datetime import UTC, datetime
@@ -10,37 +9,25 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from snapshotter.clock import monotonic
-from snapshotter.db.store import Store
 from snapshotter.kube import resources
-from snapshotter.sync.applier import Applier, ReceivedEvent
 from tests.support import arc_objects as arc
 from tests.support.db_rows import rows
+from tests.support.engine_harness import Harness
 from tests.support.memory_source import MemorySource
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-ERS = resources.EPHEMERAL_RUNNERS
+RUNNERS = resources.EPHEMERAL_RUNNERS
 
 
-def setup(engine: Engine) -> tuple[Applier, MemorySource, dict[str, Any]]:
+def setup(engine: Engine) -> tuple[Harness, MemorySource, dict[str, Any]]:
     ars = arc.runner_set(uid="ars", rv="1")
     ers = arc.ephemeral_runner_set(ars, uid="ers", rv="2")
     busy = arc.with_job(arc.ephemeral_runner(ers, uid="busy", rv="3"))
     source = MemorySource([ars, ers, busy])
-    applier = Applier(Store(engine, cluster_name=""), cluster_name="", clock=lambda: NOW)
-    applier.load()
-    applier.apply_listings(lists(source), since=applier.position)
-    return applier, source, {"ars": ars, "ers": ers, "busy": busy}
-
-
-def lists(source: MemorySource) -> list[Any]:
-    return [source.list_all(r) for r in resources.ALL]
-
-
-def event(kind: str, obj: dict[str, Any], position: int) -> ReceivedEvent:
-    return ReceivedEvent(
-        ERS, None, kind, obj, obj["metadata"]["resourceVersion"], position, monotonic()
-    )
+    source.list_version = 100
+    harness = Harness(engine, clock=lambda: NOW)
+    harness.poll(source)
+    return harness, source, {"ars": ars, "ers": ers, "busy": busy}
 
 
 def state_of(engine: Engine, uid: str) -> dict[str, Any]:
@@ -48,88 +35,108 @@ def state_of(engine: Engine, uid: str) -> dict[str, Any]:
 
 
 def test_a_list_does_not_resurrect_a_runner_deleted_after_it_began(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
-    since = applier.position
-    stale = lists(source)  # taken while the runner still existed ...
-    applier.apply_events([event("DELETED", arc.bumped(objs["busy"], "9"), since)])  # ... then gone
-    applier.apply_listings(stale, since=since)
+    harness, source, objs = setup(sqlite_engine)
+    token = harness.begin_list()  # the list is taken while the runner still exists (RV 101)
+    harness.event("DELETED", arc.bumped(objs["busy"], "150"))  # ... then it is deleted
+    harness.drain()
+    harness.hand_list(source, token=token)
+    harness.drain()
     row = state_of(sqlite_engine, "busy")
     assert (row["is_deleted"], row["completion_source"]) == (True, "deleted")
-    assert "busy" not in applier.state.runners
+    assert "busy" not in harness.applier.state.runners
 
 
 def test_a_list_does_not_vanish_a_runner_added_after_it_began(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
-    since = applier.position
-    stale = lists(source)
-    newcomer = arc.with_job(arc.ephemeral_runner(objs["ers"], name="new", uid="new", rv="10"))
-    applier.apply_events([event("ADDED", newcomer, since)])
-    result = applier.apply_listings(stale, since=since)
-    assert result.changes.vanished == 0
+    harness, source, objs = setup(sqlite_engine)
+    stale = MemorySource(source.objects.values())
+    stale.list_version = 110  # a list at RV 111
+    newcomer = arc.with_job(arc.ephemeral_runner(objs["ers"], name="new", uid="new", rv="120"))
+    harness.event("ADDED", newcomer)
+    harness.drain()
+    result = harness.poll(stale)
+    assert result.summary.get("runners_vanished", 0) == 0
     assert state_of(sqlite_engine, "new")["is_deleted"] is False
 
 
-def test_an_event_received_before_a_newer_list_is_ignored(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
-    received = applier.position
-    old_event = event(
-        "MODIFIED", arc.bumped(objs["busy"], "4", status={"phase": "Pending"}), received
-    )
-    applier.apply_events([])  # something else is applied meanwhile
-    newer = arc.bumped(objs["busy"], "5", status={"phase": "Running"})
-    source.put(newer)
-    applier.apply_listings(lists(source), since=applier.position)
-    applier.apply_events([old_event])  # arrives late: it must not overwrite the list
+def test_an_event_older_than_what_is_stored_is_ignored(sqlite_engine: Engine) -> None:
+    harness, source, objs = setup(sqlite_engine)
+    source.put(arc.bumped(objs["busy"], "50", status={"phase": "Running"}))
+    harness.poll(source)
+    harness.event("MODIFIED", arc.bumped(objs["busy"], "40", status={"phase": "Pending"}))
+    harness.drain()  # arrives late: it must not overwrite the newer state
     assert state_of(sqlite_engine, "busy")["phase"] == "Running"
 
 
 def test_a_poll_only_suspects_absence_while_the_watch_is_live(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
-    applier.set_watch_live("ephemeralrunners", True)
+    harness, source, objs = setup(sqlite_engine)
+    harness.applier.watches.set("ephemeralrunners", True)
+    harness.event("MODIFIED", arc.bumped(objs["busy"], "60"))  # the watch is at RV 60
     source.remove(objs["busy"])
-    first = applier.apply_listings(lists(source), since=applier.position)
-    assert first.changes.vanished == 0  # the live watch would deliver its DELETED event
-    second = applier.apply_listings(lists(source), since=applier.position)
-    assert second.changes.vanished == 1  # it did not: the runner vanished unseen
+    first = harness.poll(source)  # a list at RV 106: newer than where the watch is
+    assert first.summary.get("runners_vanished", 0) == 0  # its DELETED event may still come
+    harness.event("MODIFIED", arc.bumped(objs["ars"], "300"), resources.AUTOSCALING_RUNNER_SETS)
+    harness.queue.note_progress("ephemeralrunners", "400")  # the watch passes the list
+    harness.drain()
     assert state_of(sqlite_engine, "busy")["completion_source"] == "vanished"
 
 
-def test_a_relist_of_the_watch_records_what_vanished_at_once(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
-    applier.set_watch_live("ephemeralrunners", True)
+def test_a_suspect_is_cleared_by_its_deleted_event(sqlite_engine: Engine) -> None:
+    harness, source, objs = setup(sqlite_engine)
+    harness.applier.watches.set("ephemeralrunners", True)
     source.remove(objs["busy"])
-    relist = applier.apply_listings([source.list_all(ERS)], since=applier.position, from_watch=True)
-    assert relist.changes.vanished == 1
-    # a partial list says nothing about the other resources: the pool is still active
+    harness.poll(source)
+    harness.event("DELETED", arc.bumped(objs["busy"], "90"))  # the watch was behind
+    harness.drain()
+    row = state_of(sqlite_engine, "busy")
+    assert (row["completion_source"], row["is_deleted"]) == ("deleted", True)
+
+
+def test_a_second_poll_decides_a_suspect_if_the_watch_stays_behind(
+    sqlite_engine: Engine,
+) -> None:
+    harness, source, objs = setup(sqlite_engine)
+    harness.applier.watches.set("ephemeralrunners", True)
+    source.remove(objs["busy"])
+    assert harness.poll(source).summary.get("runners_vanished", 0) == 0
+    assert harness.poll(source).summary["runners_vanished"] == 1
+
+
+def test_a_relist_of_the_watch_records_what_vanished_at_once(sqlite_engine: Engine) -> None:
+    harness, source, objs = setup(sqlite_engine)
+    harness.applier.watches.set("ephemeralrunners", True)
+    source.remove(objs["busy"])
+    relist = harness.poll(source, kinds=[RUNNERS], from_watch=True)
+    assert relist.summary["runners_vanished"] == 1
+    # a list of one resource says nothing about the others: the pool is still active
     assert rows(sqlite_engine, "github_runner_sets")[0]["status"] == "active"
 
 
 def test_a_namespace_list_says_nothing_about_other_namespaces(sqlite_engine: Engine) -> None:
-    applier, source, objs = setup(sqlite_engine)
+    harness, source, objs = setup(sqlite_engine)
     other = arc.with_job(arc.ephemeral_runner(objs["ers"], name="x", uid="elsewhere", rv="20"))
     other["metadata"]["namespace"] = "other-ns"
-    applier.apply_events([event("ADDED", other, applier.position)])
-    result = applier.apply_listings(
-        [source.list_all(ERS, "arc-runners")], since=applier.position, from_watch=True
-    )
-    assert result.changes.vanished == 0
+    harness.event("ADDED", other)
+    harness.drain()
+    result = harness.poll(source, kinds=[RUNNERS], namespaces=["arc-runners"], from_watch=True)
+    assert result.summary.get("runners_vanished", 0) == 0
     assert state_of(sqlite_engine, "elsewhere")["is_deleted"] is False
 
 
-def test_events_of_one_runner_in_one_batch_keep_the_last_state(sqlite_engine: Engine) -> None:
-    applier, _, objs = setup(sqlite_engine)
+def test_events_of_one_runner_are_merged_keeping_the_job_and_the_deletion(
+    sqlite_engine: Engine,
+) -> None:
+    harness, _, objs = setup(sqlite_engine)
     quick = arc.ephemeral_runner(objs["ers"], name="quick", uid="quick", rv="30")
     with_job = arc.with_job(arc.bumped(quick, "31"))
-    batch = [
-        event("ADDED", quick, applier.position),
-        event("MODIFIED", with_job, applier.position),
-        event("DELETED", arc.bumped(with_job, "32"), applier.position),
-    ]
-    result = applier.apply_events(batch)
-    assert [r.workload_uid for r in result.changes.runs] == []  # no config in this DB
+    harness.event("ADDED", quick)
+    harness.event("MODIFIED", with_job)
+    harness.event("DELETED", arc.bumped(with_job, "32"))
+    assert len(harness.queue) == 1  # one object pending, however many events
+    harness.drain()
     row = state_of(sqlite_engine, "quick")
     assert (row["is_deleted"], row["completion_source"], row["resource_version"]) == (
         True,
         "deleted",
         "32",
     )
+    assert row["job_id"] == arc.JOB_STATUS["jobId"]

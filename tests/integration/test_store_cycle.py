@@ -17,12 +17,10 @@ from snapshotter.clock import utc_now
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store
 from snapshotter.db.tables import Base
-from snapshotter.errors import StoreError
-from snapshotter.kube import resources
-from snapshotter.sync.applier import Applier
-from snapshotter.sync.cycle import poll_once
+from snapshotter.errors import StoreUnavailable
 from tests.support import arc_objects as arc
 from tests.support.db_rows import allow_inserts, refuse_inserts, rows, snapshot
+from tests.support.engine_harness import Harness
 from tests.support.memory_source import MemorySource
 from tests.support.pgstats import write_counters
 
@@ -68,9 +66,8 @@ def cluster_objects() -> dict[str, Any]:
     }
 
 
-def make_store(engine: Engine) -> Store:
-    store = Store(engine, cluster_name="prod")
-    store.upsert_declared_configs(
+def declare_configs(engine: Engine) -> None:
+    Store(engine, cluster_name="prod").upsert_declared_configs(
         [
             DeclaredConfig(
                 name="ci",
@@ -84,16 +81,19 @@ def make_store(engine: Engine) -> Store:
         ],
         now=NOW,
     )
-    return store
 
 
-def first_cycle(engine: Engine) -> tuple[Applier, MemorySource, dict[str, Any]]:
+def daemon(engine: Engine, **kwargs: object) -> Harness:
+    return Harness(engine, clock=fixed_clock, cluster_name="prod", **kwargs)  # type: ignore[arg-type]
+
+
+def first_cycle(engine: Engine) -> tuple[Harness, MemorySource, dict[str, Any]]:
     objects = cluster_objects()
     source = MemorySource(objects.values())
-    applier = Applier(make_store(engine), cluster_name="prod", clock=fixed_clock)
-    applier.load()
-    poll_once(source, applier)
-    return applier, source, objects
+    declare_configs(engine)
+    harness = daemon(engine)
+    harness.poll(source)
+    return harness, source, objects
 
 
 def assert_first_cycle_rows(engine: Engine) -> None:
@@ -179,25 +179,20 @@ def test_one_cycle_writes_the_expected_rows(pg_engine: Engine) -> None:
 
 
 def test_second_identical_cycle_writes_zero_rows(pg_engine: Engine) -> None:
-    applier, source, _ = first_cycle(pg_engine)
+    harness, source, _ = first_cycle(pg_engine)
     after_first = write_counters(pg_engine)
     assert sum(ins for ins, _, _ in after_first.values()) > 0  # the counters do count
-    result = poll_once(source, applier)
-    assert result.rows_written == 0
-    # and after a restart: a new applier loads the state and still writes nothing
-    restarted = Applier(
-        Store(pg_engine, cluster_name="prod"), cluster_name="prod", clock=fixed_clock
-    )
-    restarted.load()
-    poll_once(source, restarted)
+    assert harness.poll(source).rows_written == 0
+    # and after a restart: a new daemon loads the state and still writes nothing
+    daemon(pg_engine).poll(source)
     assert write_counters(pg_engine) == after_first
 
 
 def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> None:
-    applier, source, objects = first_cycle(pg_engine)
+    harness, source, objects = first_cycle(pg_engine)
     source.remove(objects["running"])  # its job ended and ARC deleted it between two lists
-    result = poll_once(source, applier)
-    assert result.changes.vanished == 1
+    result = harness.poll(source)
+    assert result.summary["runners_vanished"] == 1
     [run] = rows(pg_engine, "github_workflow_runs")
     org = next(r for r in rows(pg_engine, "github_runner_sets") if r["uid"] == "ars-org")
     assert run["config_id"] == next(
@@ -225,57 +220,65 @@ def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> 
 
 
 def test_failure_mid_apply_leaves_the_database_as_before(pg_engine: Engine) -> None:
-    applier, source, objects = first_cycle(pg_engine)
+    _, source, objects = first_cycle(pg_engine)
+    harness = daemon(pg_engine, retry_outages=False)  # as `--once` runs
     # a real failure inside the transaction, after the cycle's runner set and runner
-    # rows have been written
+    # rows have been written (not a data error: the database itself is in trouble)
     refuse_inserts(pg_engine, "github_workflow_runs", "injected failure")
     before = snapshot(pg_engine)
     source.remove(objects["running"])
     source.put(arc.bumped(objects["pending"], "200", status={"phase": "Running"}))
-    with pytest.raises(StoreError, match="injected failure"):
-        poll_once(source, applier)
+    with pytest.raises(StoreUnavailable, match="injected failure"):
+        harness.poll(source)
     assert snapshot(pg_engine) == before
     allow_inserts(pg_engine, "github_workflow_runs")
-    result = poll_once(source, applier)  # the next cycle retries and succeeds
-    assert result.changes.vanished == 1
+    result = daemon(pg_engine).poll(source)  # the next cycle retries and succeeds
+    assert result.summary["runners_vanished"] == 1
     assert len(rows(pg_engine, "github_workflow_runs")) == 1
 
 
+def test_an_outage_holds_the_work_and_writes_it_once_the_database_answers(
+    pg_engine: Engine,
+) -> None:
+    harness, source, objects = first_cycle(pg_engine)
+    refuse_inserts(pg_engine, "github_workflow_runs", "database going down")
+    source.remove(objects["running"])
+    marker = harness.hand_list(source)
+    harness.drain()
+    assert not marker.done.is_set()  # held, not lost
+    assert not harness.writer.database_available
+    allow_inserts(pg_engine, "github_workflow_runs")
+    harness.drain()
+    assert marker.done.is_set()
+    assert [r["workload_uid"] for r in rows(pg_engine, "github_workflow_runs")] == ["er-running"]
+
+
 def test_reapplying_the_same_observation_creates_no_duplicate_run(pg_engine: Engine) -> None:
-    applier, source, objects = first_cycle(pg_engine)
+    harness, source, objects = first_cycle(pg_engine)
     source.remove(objects["running"])
-    since = applier.position
-    listings = [source.list_all(r) for r in resources.ALL]
-    result = applier.apply_listings(listings, since=since)
-    assert len(result.changes.runs) == 1
-    # the same ChangeSet applied again (e.g. a retried transaction) adds no row
-    applier.store.apply(result.changes)
-    # and a restarted daemon that sees the runner again, then sees it gone, adds none
-    restarted = Applier(
-        Store(pg_engine, cluster_name="prod"), cluster_name="prod", clock=fixed_clock
-    )
-    restarted.load()
+    assert harness.poll(source).summary["runs_derived"] == 1
+    # a restarted daemon that sees the runner again, then sees it gone, adds none
+    restarted = daemon(pg_engine)
     source.put(objects["running"])
-    poll_once(source, restarted)
+    restarted.poll(source)
     source.remove(objects["running"])
-    poll_once(source, restarted)
+    restarted.poll(source)
     assert len(rows(pg_engine, "github_workflow_runs")) == 1
 
 
 def test_the_same_cycle_on_sqlite(sqlite_engine: Engine) -> None:
-    applier, source, objects = first_cycle(sqlite_engine)
+    harness, source, objects = first_cycle(sqlite_engine)
     assert_first_cycle_rows(sqlite_engine)
-    assert poll_once(source, applier).rows_written == 0
+    assert harness.poll(source).rows_written == 0
     source.remove(objects["running"])
-    poll_once(source, applier)
+    harness.poll(source)
     assert len(rows(sqlite_engine, "github_workflow_runs")) == 1
 
 
 def test_timestamps_come_from_the_clock_frozen(sqlite_engine: Engine) -> None:
     with freeze_time("2026-11-28 13:14:15"):
-        applier = Applier(make_store(sqlite_engine), cluster_name="prod", clock=utc_now)
-        applier.load()
-        poll_once(MemorySource(cluster_objects().values()), applier)
+        harness = Harness(sqlite_engine, clock=utc_now, cluster_name="prod")
+        harness.poll(MemorySource(cluster_objects().values()))
     frozen = datetime(2026, 11, 28, 13, 14, 15, tzinfo=UTC)
     runner = next(
         r for r in rows(sqlite_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"

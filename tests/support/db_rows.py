@@ -17,14 +17,19 @@ def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     return {table: rows(engine, table) for table in Base.metadata.tables}
 
 
-def refuse_inserts(engine: Engine, table: str, message: str) -> None:
+def refuse_inserts(
+    engine: Engine, table: str, message: str, *, errcode: str = "lock_not_available"
+) -> None:
     """Make every INSERT into `table` fail inside the transaction: a real database
-    failure in the middle of an apply, from a PL/pgSQL trigger (PostgreSQL only)."""
+    failure in the middle of an apply, from a PL/pgSQL trigger (PostgreSQL only).
+    The default error code is not a data error (the writer retries it later);
+    `data_exception` makes the database refuse the data itself."""
     with engine.begin() as conn:
         conn.execute(
             text(
                 f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
-                f"RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql"
+                f"RAISE EXCEPTION '{message}' USING ERRCODE = '{errcode}'; END $$ "
+                "LANGUAGE plpgsql"
             )
         )
         conn.execute(
@@ -38,3 +43,4 @@ def refuse_inserts(engine: Engine, table: str, message: str) -> None:
 def allow_inserts(engine: Engine, table: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"DROP TRIGGER refuse ON {table}"))
+        conn.execute(text(f"DROP FUNCTION refuse_{table}()"))

@@ -1,12 +1,15 @@
 """A small ARC cluster and helpers to diff observations of it with a fixed `now`."""
 
+import copy
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from snapshotter.diff import compute
 from snapshotter.diff.changes import ChangeSet
 from snapshotter.diff.matching import WorkflowConfig, compile_config
-from snapshotter.diff.state import PersistedState
+from snapshotter.diff.observed import Input
+from snapshotter.diff.state import SyncState, apply_delta
 from tests.support import arc_objects as arc
 from tests.support.observing import full_list
 
@@ -46,11 +49,12 @@ CONTEXT = compute.DiffContext(
 )
 
 
-def diff(
-    state: PersistedState, observation: Any, now: datetime
-) -> tuple[ChangeSet, PersistedState]:
-    changes = compute.compute_changes(state, observation, context=CONTEXT, now=now)
-    return changes, changes.delta.applied_to(state)
+def diff(state: SyncState, inputs: Sequence[Input], now: datetime) -> tuple[ChangeSet, SyncState]:
+    """The ChangeSet, and the state after it committed (the given state is untouched)."""
+    changes = compute.compute_changes(state, inputs, context=CONTEXT, now=now)
+    after = copy.deepcopy(state)
+    apply_delta(after, changes.delta)
+    return changes, after
 
 
 def small_cluster() -> dict[str, Any]:
@@ -66,12 +70,12 @@ def small_cluster() -> dict[str, Any]:
     return {"ars": ars, "ers": ers, "idle": idle, "busy": busy}
 
 
-def listed(state: PersistedState, c: dict[str, Any], *runners: dict[str, Any]) -> Any:
+def listed(state: SyncState, c: dict[str, Any], *runners: dict[str, Any], at: datetime) -> Any:
     return full_list(
-        state, runner_sets=[c["ars"]], ephemeral_runner_sets=[c["ers"]], runners=runners
+        state, at, runner_sets=[c["ars"]], ephemeral_runner_sets=[c["ers"]], runners=runners
     )
 
 
-def loaded(c: dict[str, Any]) -> PersistedState:
-    _, state = diff(PersistedState(), listed(PersistedState(), c, c["idle"], c["busy"]), T0)
+def loaded(c: dict[str, Any]) -> SyncState:
+    _, state = diff(SyncState(), listed(SyncState(), c, c["idle"], c["busy"], at=T0), T0)
     return state

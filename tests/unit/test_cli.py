@@ -52,7 +52,7 @@ def test_db_upgrade_creates_the_embedded_database(
 ) -> None:
     assert cli.main(["db", "upgrade"]) == ExitCode.OK
     assert (tmp_path / "snapshotter.db").exists()
-    assert "schema revision: 0001 (head: 0001)" in capsys.readouterr().out
+    assert "schema revision: 0002 (head: 0002)" in capsys.readouterr().out
 
 
 def test_unreachable_database_is_a_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,16 +1,22 @@
-"""The diff and the completion rule, with `now` passed in (a frozen clock).
+"""The diff, the completion rule and the ordering rules, with `now` passed in.
 
-Each test starts from a persisted state, applies one observation and checks the
-exact rows the ChangeSet would write.
+Each test starts from a state, applies one batch of observations and checks the
+exact rows the ChangeSet would write and the state it leaves.
 """
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from snapshotter.diff.state import PersistedState
+from snapshotter.diff import counts
+from snapshotter.diff.changes import ChangeSet
+from snapshotter.diff.observed import Vanished
+from snapshotter.diff.rows import RunnerStateRow
+from snapshotter.diff.state import SyncState
+from snapshotter.model.records import RUNNERS
+from snapshotter.model.versions import Version
 from tests.support import arc_objects as arc
-from tests.support.observing import full_list, runner_events
+from tests.support.observing import full_list, observed, runner_events
 from tests.support.scenario import (
     CI_CONFIG,
     DEPLOY_CONFIG,
@@ -23,64 +29,84 @@ from tests.support.scenario import (
 )
 
 
+def runner_write(changes: ChangeSet, uid: str) -> RunnerStateRow:
+    [row] = [w.row for w in changes.runners if w.row.uid == uid]
+    return row
+
+
 def test_first_list_inserts_everything(cluster: dict[str, Any]) -> None:
     changes, state = diff(
-        PersistedState(), listed(PersistedState(), cluster, cluster["idle"], cluster["busy"]), T0
+        SyncState(), listed(SyncState(), cluster, cluster["idle"], cluster["busy"], at=T0), T0
     )
-    assert [r.uid for r in changes.runner_sets.inserts] == ["ars-1"]
-    pool = changes.runner_sets.inserts[0]
+    assert [(w.row.uid, w.new) for w in changes.runner_sets] == [("ars-1", True)]
+    pool = changes.runner_sets[0].row
     assert (pool.current_runners, pool.running_runners, pool.busy_runners) == (2, 2, 1)
     assert (pool.pending_runners, pool.failed_runners, pool.desired_runners) == (0, 0, 2)
     assert (pool.status, pool.cluster_name, pool.github_owner) == ("active", "prod", "acme-corp")
     assert pool.last_sync_at == T0
-    runners = {r.uid: r for r in changes.runners.inserts}
+    runners = {w.row.uid: w.row for w in changes.runners}
     assert set(runners) == {"er-idle", "er-busy"}
+    assert all(w.new for w in changes.runners)
     assert runners["er-busy"].job_assigned_at == T0
     assert runners["er-idle"].job_assigned_at is None
     assert runners["er-busy"].runner_set_uid == "ars-1"
     assert (runners["er-busy"].first_seen_at, runners["er-busy"].last_seen_at) == (T0, T0)
+    # the run facts are resolved into the state row, for later runs
+    assert (runners["er-busy"].workflow_name, runners["er-busy"].head_branch) == ("ci.yaml", "main")
+    assert runners["er-busy"].github_run_id == 15320047781
     assert not any(r.is_completed for r in runners.values())
     assert changes.runs == ()
-    assert len(changes.history) == 1
-    assert changes.history[0].busy_runners == 1
+    assert [h.busy_runners for h in changes.history] == [1]
     assert set(state.runners) == {"er-idle", "er-busy"}
     assert set(state.ephemeral_runner_sets) == {"ers-1"}
+    assert state.tallies["ars-1"].busy == 1
 
 
 def test_nothing_changed_gives_an_empty_change_set(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    changes, after = diff(state, listed(state, cluster, cluster["idle"], cluster["busy"]), T1)
+    changes, after = diff(
+        state, listed(state, cluster, cluster["idle"], cluster["busy"], at=T1), T1
+    )
     assert not changes.writes_rows
     assert changes.summary() == dict.fromkeys(changes.summary(), 0)
-    assert after == state
+    assert after.runners == state.runners
+    assert counts.counts_due(after, now=T1).runner_sets == ()
 
 
-def test_job_fields_arriving_update_the_runner_and_the_busy_count(cluster: dict[str, Any]) -> None:
+def test_job_fields_arriving_update_the_runner_and_then_the_pool(
+    cluster: dict[str, Any],
+) -> None:
     state = loaded(cluster)
     got_job = arc.with_job(arc.bumped(cluster["idle"], "20"), jobId="job-2", workflowRunId=99)
-    changes, _ = diff(state, listed(state, cluster, got_job, cluster["busy"]), T1)
-    assert changes.runners.inserts == ()
-    [update] = changes.runners.updates
-    assert update.uid == "er-idle"
-    assert update.values["job_id"] == "job-2"
-    assert update.values["workflow_run_id"] == 99
-    assert update.values["job_assigned_at"] == T1
-    assert update.values["resource_version"] == "20"
-    assert update.values["last_seen_at"] == T1
-    assert "first_seen_at" not in update.values
-    assert "phase" not in update.values  # unchanged columns are not written
-    [pool] = changes.runner_sets.updates
-    assert pool.values == {"busy_runners": 2, "resource_version": "10", "last_sync_at": T1}
-    assert [h.busy_runners for h in changes.history] == [2]
-    assert changes.runs == ()
+    changes, after = diff(state, runner_events(T1, changed=[got_job]), T1)
+    [write] = changes.runners
+    assert not write.new
+    row = write.row
+    assert (row.job_id, row.workflow_run_id, row.github_run_id) == ("job-2", 99, 99)
+    assert (row.job_assigned_at, row.last_seen_at, row.first_seen_at) == (T1, T1, T0)
+    assert row.resource_version == "20"
+    assert changes.runner_sets == ()  # counts reach the pool row when they are due
+    due = counts.counts_due(after, now=T2, period=timedelta(seconds=10))
+    [pool] = due.runner_sets
+    assert pool.row.busy_runners == 2
+    assert [h.busy_runners for h in due.history] == [2]
+
+
+def test_pool_counts_are_written_at_most_once_per_period(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)  # its first history row was written at T0
+    got_job = arc.with_job(arc.bumped(cluster["idle"], "20"), jobId="job-2")
+    _, after = diff(state, runner_events(T1, changed=[got_job]), T1)
+    period = timedelta(seconds=30)
+    assert counts.counts_due(after, now=T1, period=period).history == ()
+    later = counts.counts_due(after, now=T0 + period, period=period)
+    assert [h.busy_runners for h in later.history] == [2]
 
 
 def test_job_assigned_at_never_moves(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
     later = arc.bumped(cluster["busy"], "30", status={"ready": False})
-    changes, after = diff(state, listed(state, cluster, cluster["idle"], later), T2)
-    [update] = changes.runners.updates
-    assert "job_assigned_at" not in update.values
+    changes, after = diff(state, runner_events(T2, changed=[later]), T2)
+    assert runner_write(changes, "er-busy").job_assigned_at == T0
     assert after.runners["er-busy"].job_assigned_at == T0
 
 
@@ -89,12 +115,11 @@ def test_deletion_timestamp_on_a_busy_runner_completes_it(cluster: dict[str, Any
     deleting = arc.bumped(
         cluster["busy"], "40", metadata={"deletionTimestamp": "2026-11-28T10:00:07Z"}
     )
-    changes, after = diff(state, listed(state, cluster, cluster["idle"], deleting), T1)
-    [update] = changes.runners.updates
-    assert update.values["is_completed"] is True
-    assert update.values["completion_source"] == "deleted"
-    assert update.values["completed_at"] == datetime(2026, 11, 28, 10, 0, 7, tzinfo=UTC)
-    assert "is_deleted" not in update.values  # still exists, being deleted
+    changes, after = diff(state, runner_events(T1, changed=[deleting]), T1)
+    row = runner_write(changes, "er-busy")
+    assert (row.is_completed, row.completion_source) == (True, "deleted")
+    assert row.completed_at == datetime(2026, 11, 28, 10, 0, 7, tzinfo=UTC)
+    assert row.is_deleted is False  # still exists, being deleted
     [run] = changes.runs
     assert run.config_id == CI_CONFIG.id
     assert (run.workload_uid, run.workload_name) == ("er-busy", "arc-linux-x64-7x9kq-runner-bbbbb")
@@ -114,42 +139,42 @@ def test_deletion_timestamp_on_a_busy_runner_completes_it(cluster: dict[str, Any
     assert run.job_assigned_at == T0
     assert run.runner_set_uid == "ars-1"
     assert changes.completed == 1
-    # the pool no longer counts it: it is being deleted
-    assert changes.runner_sets.updates[0].values["current_runners"] == 1
+    assert after.tallies["ars-1"].current == 1  # being deleted: no longer counted
     # the DELETED event that follows records the deletion and nothing else
     gone = arc.bumped(deleting, "41", metadata={"finalizers": []})
-    changes2, after2 = diff(after, runner_events(deleted=[gone]), T2)
+    changes2, after2 = diff(after, runner_events(T2, deleted=[gone]), T2)
     assert changes2.runs == ()
-    assert [u.values.get("is_deleted") for u in changes2.runners.updates] == [True]
+    assert [w.row.is_deleted for w in changes2.runners] == [True]
     assert "er-busy" not in after2.runners
 
 
-def test_deleted_event_of_a_busy_runner_completes_it_at_observation_time(
+def test_deleted_event_of_a_busy_runner_completes_it_at_receipt_time(
     cluster: dict[str, Any],
 ) -> None:
     state = loaded(cluster)
-    changes, after = diff(state, runner_events(deleted=[arc.bumped(cluster["busy"], "50")]), T1)
-    [update] = changes.runners.updates
-    assert update.values["completion_source"] == "deleted"
-    assert update.values["completed_at"] == T1
-    assert update.values["is_deleted"] is True
+    changes, after = diff(state, runner_events(T1, deleted=[arc.bumped(cluster["busy"], "50")]), T1)
+    row = runner_write(changes, "er-busy")
+    assert (row.completion_source, row.completed_at, row.is_deleted) == ("deleted", T1, True)
     assert [r.config_id for r in changes.runs] == [CI_CONFIG.id]
     assert "er-busy" not in after.runners
+    assert after.gone.get((RUNNERS, "er-busy")) == row  # a tombstone, for ordering
 
 
 def test_runner_absent_from_a_full_list_vanished(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    changes, after = diff(state, listed(state, cluster), T2)
-    updates = {u.uid: u.values for u in changes.runners.updates}
-    assert updates["er-busy"]["completion_source"] == "vanished"
-    assert updates["er-busy"]["completed_at"] == T2
-    assert updates["er-busy"]["is_deleted"] is True
+    changes, after = diff(state, listed(state, cluster, at=T2), T2)
+    rows = {w.row.uid: w.row for w in changes.runners}
+    busy = rows["er-busy"]
+    assert (busy.completion_source, busy.completed_at, busy.is_deleted) == ("vanished", T2, True)
+    assert busy.resource_version == "1000000"  # the list's RV is the deletion's
     # the idle one never had a job: deleted, not completed, no run
-    assert updates["er-idle"]["is_deleted"] is True
-    assert "is_completed" not in updates["er-idle"]
-    assert [(r.workload_uid, r.completion_source) for r in changes.runs] == [
-        ("er-busy", "vanished")
-    ]
+    assert (rows["er-idle"].is_deleted, rows["er-idle"].is_completed) == (True, False)
+    [run] = changes.runs
+    assert (run.workload_uid, run.completion_source, run.head_branch) == (
+        "er-busy",
+        "vanished",
+        "main",
+    )
     assert (changes.vanished, changes.completed, changes.deleted) == (2, 1, 2)
     assert after.runners == {}
 
@@ -159,13 +184,12 @@ def test_idle_runner_created_and_deleted_produces_no_run(cluster: dict[str, Any]
     churn = arc.ephemeral_runner(
         cluster["ers"], name="arc-linux-x64-7x9kq-runner-ccccc", uid="er-churn", rv="60", status={}
     )
-    changes, after = diff(state, runner_events(changed=[churn]), T1)
-    assert [r.uid for r in changes.runners.inserts] == ["er-churn"]
-    changes, after = diff(after, runner_events(deleted=[arc.bumped(churn, "61")]), T2)
+    changes, after = diff(state, runner_events(T1, changed=[churn]), T1)
+    assert [(w.row.uid, w.new) for w in changes.runners] == [("er-churn", True)]
+    changes, after = diff(after, runner_events(T2, deleted=[arc.bumped(churn, "61")]), T2)
     assert changes.runs == ()
     assert changes.completed == 0
-    [update] = changes.runners.updates
-    assert update.values["is_deleted"] is True
+    assert [w.row.is_deleted for w in changes.runners] == [True]
 
 
 def test_runner_born_and_gone_within_one_batch_is_recorded(cluster: dict[str, Any]) -> None:
@@ -175,23 +199,60 @@ def test_runner_born_and_gone_within_one_batch_is_recorded(cluster: dict[str, An
             cluster["ers"], name="arc-linux-x64-7x9kq-runner-ddddd", uid="er-quick", rv="70"
         )
     )
-    changes, after = diff(state, runner_events(deleted=[quick]), T1)
-    [row] = changes.runners.inserts
-    assert (row.is_deleted, row.is_completed, row.completion_source) == (True, True, "deleted")
+    changes, after = diff(state, runner_events(T1, deleted=[quick]), T1)
+    [write] = changes.runners
+    assert write.new
+    assert (write.row.is_deleted, write.row.completion_source) == (True, "deleted")
     assert [r.workload_uid for r in changes.runs] == ["er-quick"]
     assert "er-quick" not in after.runners
+
+
+def test_a_job_seen_with_its_deletion_is_not_assigned_after_the_end(
+    cluster: dict[str, Any],
+) -> None:
+    """The deletionTimestamp has whole seconds: the job's receipt can be later."""
+    state = loaded(cluster)
+    job_at = T1 + timedelta(milliseconds=400)
+    quick = arc.with_job(
+        arc.ephemeral_runner(
+            cluster["ers"],
+            name="quick",
+            uid="er-quick",
+            rv="70",
+            deletionTimestamp=T1.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    )
+    changes, _ = diff(state, runner_events(job_at, changed=[quick]), job_at)
+    [write] = changes.runners
+    assert write.row.completed_at == T1  # the API server's own time
+    assert write.row.job_assigned_at == T1  # the job ran by then: clamped down to it
+    assert changes.runs[0].job_assigned_at == T1
+
+
+def test_a_stored_job_time_moves_a_whole_second_completion_up_to_it(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)  # the busy runner's job was seen at T0
+    later = T0 + timedelta(milliseconds=600)
+    state.runners["er-busy"] = replace(state.runners["er-busy"], job_assigned_at=later)
+    deleting = arc.bumped(
+        cluster["busy"], "40", metadata={"deletionTimestamp": "2026-11-28T10:00:00Z"}
+    )
+    changes, _ = diff(state, runner_events(T1, changed=[deleting]), T1)
+    row = runner_write(changes, "er-busy")
+    assert (row.job_assigned_at, row.completed_at) == (later, later)  # the job time stays
 
 
 def test_succeeded_phase_completes_once_even_without_job_fields(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
     # ARC <= 0.12: exit 0 after its job -> Succeeded; here the listener's job fields were lost
     succeeded = arc.bumped(cluster["idle"], "80", status={"phase": "Succeeded"})
-    changes, after = diff(state, listed(state, cluster, succeeded, cluster["busy"]), T1)
-    [update] = changes.runners.updates
-    assert (update.values["completion_source"], update.values["completed_at"]) == ("phase", T1)
+    changes, after = diff(state, runner_events(T1, changed=[succeeded]), T1)
+    row = runner_write(changes, "er-idle")
+    assert (row.completion_source, row.completed_at) == ("phase", T1)
     # workflow unknown: every in-scope config matches; the other cluster's does not
     assert sorted(r.config_id for r in changes.runs) == [CI_CONFIG.id, DEPLOY_CONFIG.id]
-    changes, _ = diff(after, runner_events(deleted=[arc.bumped(succeeded, "81")]), T2)
+    changes, _ = diff(after, runner_events(T2, deleted=[arc.bumped(succeeded, "81")]), T2)
     assert changes.runs == ()
     assert changes.completed == 0
 
@@ -201,77 +262,91 @@ def test_failed_runner_without_a_job_completes_without_a_run(cluster: dict[str, 
     failed = arc.bumped(
         cluster["idle"], "90", status={"phase": "Failed", "reason": "InvalidPod", "ready": False}
     )
-    changes, _ = diff(state, listed(state, cluster, failed, cluster["busy"]), T1)
-    [update] = changes.runners.updates
-    assert update.values["is_completed"] is True
-    assert update.values["completion_source"] == "phase"
-    assert update.values["reason"] == "InvalidPod"
+    changes, after = diff(state, runner_events(T1, changed=[failed]), T1)
+    row = runner_write(changes, "er-idle")
+    assert (row.is_completed, row.completion_source, row.reason) == (True, "phase", "InvalidPod")
     assert changes.runs == ()
-    pool = changes.runner_sets.updates[0].values
-    assert (pool["failed_runners"], pool["running_runners"]) == (1, 1)
+    assert (after.tallies["ars-1"].failed, after.tallies["ars-1"].running) == (1, 1)
 
 
 def test_outdated_runner_without_job_is_not_finished(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
     outdated = arc.bumped(cluster["idle"], "91", status={"phase": "Outdated"})
-    changes, after = diff(state, listed(state, cluster, outdated, cluster["busy"]), T1)
+    changes, after = diff(state, runner_events(T1, changed=[outdated]), T1)
     assert changes.completed == 0
-    changes, _ = diff(after, runner_events(deleted=[outdated]), T2)
+    changes, _ = diff(after, runner_events(T2, deleted=[arc.bumped(outdated, "92")]), T2)
     assert (changes.completed, changes.runs) == (0, ())
 
 
 def test_only_a_changed_resource_version_writes_nothing(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
     relabelled = arc.bumped(cluster["idle"], "95", metadata={"labels": {"team": "other"}})
-    changes, after = diff(state, listed(state, cluster, relabelled, cluster["busy"]), T1)
+    changes, after = diff(state, runner_events(T1, changed=[relabelled]), T1)
     assert not changes.writes_rows
     assert after.runners["er-idle"].resource_version == "95"  # not re-mapped next time
 
 
 def test_branch_and_workflow_filters_choose_configs(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    deploy = arc.bumped(
-        cluster["busy"],
-        "100",
-        status={"jobWorkflowRef": "acme-corp/infra/.github/workflows/deploy.yaml@refs/tags/v2"},
+    deploy = arc.ephemeral_runner(cluster["ers"], name="deploy", uid="er-deploy", rv="100")
+    deploy = arc.with_job(
+        deploy, jobWorkflowRef="acme-corp/infra/.github/workflows/deploy.yaml@refs/tags/v2"
     )
-    changes, _ = diff(state, runner_events(deleted=[deploy]), T1)
+    changes, _ = diff(state, runner_events(T1, deleted=[deploy]), T1)
     assert [(r.config_id, r.head_branch) for r in changes.runs] == [
         (DEPLOY_CONFIG.id, "refs/tags/v2")
     ]
 
 
 def test_annotations_fill_run_fields(cluster: dict[str, Any]) -> None:
-    state = loaded(cluster)
-    annotated = arc.bumped(
-        cluster["busy"],
-        "110",
-        metadata={
-            "annotations": {
+    annotated = arc.with_job(
+        arc.ephemeral_runner(
+            cluster["ers"],
+            name="annotated",
+            uid="er-annotated",
+            rv="110",
+            annotations={
                 "actions.github.com/run-number": "42",
                 "actions.github.com/job-id": "987",
                 "actions.github.com/sha": "abc123",
                 "actions.github.com/branch": "release/1.x",
                 "actions.github.com/workflow": "CI",
-            }
-        },
+            },
+        )
     )
-    changes, _ = diff(state, runner_events(deleted=[annotated]), T1)
+    changes, _ = diff(loaded(cluster), runner_events(T1, deleted=[annotated]), T1)
     # workflow name "CI" still matches config "ci.yaml" through the workflow file
     [run] = changes.runs
     assert (run.github_run_number, run.github_job_id, run.head_sha) == (42, 987, "abc123")
     assert (run.head_branch, run.workflow_name) == ("release/1.x", "CI")
 
 
+def test_a_vanished_runner_keeps_its_annotation_facts(cluster: dict[str, Any]) -> None:
+    annotated = arc.with_job(
+        arc.ephemeral_runner(
+            cluster["ers"],
+            name="annotated",
+            uid="er-annotated",
+            rv="110",
+            annotations={"actions.github.com/run-number": "42", "actions.github.com/sha": "abc"},
+        )
+    )
+    _, state = diff(loaded(cluster), runner_events(T1, changed=[annotated]), T1)
+    # a restart later: the runner is gone, only its stored row tells the run
+    changes, _ = diff(state, listed(state, cluster, cluster["idle"], cluster["busy"], at=T2), T2)
+    [run] = [r for r in changes.runs if r.workload_uid == "er-annotated"]
+    assert (run.completion_source, run.github_run_number, run.head_sha) == ("vanished", 42, "abc")
+
+
 def test_runner_set_deletion_and_recreation(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    changes, after = diff(state, full_list(state, runners=[]), T1)
-    [pool] = changes.runner_sets.updates
-    assert (pool.values["status"], pool.values["deleted_at"]) == ("deleted", T1)
+    changes, after = diff(state, full_list(state, T1), T1)
+    [pool] = [w.row for w in changes.runner_sets]
+    assert (pool.status, pool.deleted_at) == ("deleted", T1)
     assert after.runner_sets == {}
     reborn = arc.runner_set(uid="ars-2", rv="200")
-    changes, after = diff(after, full_list(after, runner_sets=[reborn]), T2)
-    assert [r.uid for r in changes.runner_sets.inserts] == ["ars-2"]
+    changes, after = diff(after, full_list(after, T2, runner_sets=[reborn]), T2)
+    assert [(w.row.uid, w.new) for w in changes.runner_sets] == [("ars-2", True)]
     assert set(after.runner_sets) == {"ars-2"}
 
 
@@ -280,32 +355,20 @@ def test_runner_set_with_deletion_timestamp_is_deleted(cluster: dict[str, Any]) 
     deleting = arc.bumped(
         cluster["ars"], "300", metadata={"deletionTimestamp": "2026-11-28T10:00:09Z"}
     )
-    changes, after = diff(
-        state,
-        full_list(
-            state,
-            runner_sets=[deleting],
-            ephemeral_runner_sets=[cluster["ers"]],
-            runners=[cluster["idle"], cluster["busy"]],
-        ),
-        T1,
-    )
-    [pool] = changes.runner_sets.updates
-    assert pool.values["status"] == "deleted"
-    assert pool.values["deleted_at"] == datetime(2026, 11, 28, 10, 0, 9, tzinfo=UTC)
+    everything: dict[str, Any] = {
+        "runner_sets": [deleting],
+        "ephemeral_runner_sets": [cluster["ers"]],
+        "runners": [cluster["idle"], cluster["busy"]],
+    }
+    changes, after = diff(state, full_list(state, T1, **everything), T1)
+    [pool] = [w.row for w in changes.runner_sets]
+    assert pool.status == "deleted"
+    assert pool.deleted_at == datetime(2026, 11, 28, 10, 0, 9, tzinfo=UTC)
     assert changes.history == ()
-    # still listed while its finalizer runs: nothing more to write
-    again, _ = diff(
-        after,
-        full_list(
-            after,
-            runner_sets=[deleting],
-            ephemeral_runner_sets=[cluster["ers"]],
-            runners=[cluster["idle"], cluster["busy"]],
-        ),
-        T2,
-    )
+    # still listed while its finalizer runs: nothing more to write, counts included
+    again, after2 = diff(after, full_list(after, T2, **everything), T2)
     assert not again.writes_rows
+    assert counts.counts_due(after2, now=T2).runner_sets == ()
 
 
 def test_desired_count_comes_from_the_newest_ephemeral_runner_set(cluster: dict[str, Any]) -> None:
@@ -318,39 +381,102 @@ def test_desired_count_comes_from_the_newest_ephemeral_runner_set(cluster: dict[
         replicas=5,
         created="2026-11-28T09:30:00Z",
     )
-    changes, _ = diff(
-        state,
-        full_list(
-            state,
-            runner_sets=[cluster["ars"]],
-            ephemeral_runner_sets=[cluster["ers"], newer],
-            runners=[cluster["idle"], cluster["busy"]],
-        ),
-        T1,
-    )
-    assert changes.runner_sets.updates[0].values["desired_runners"] == 5
+    _, after = diff(state, [observed("ephemeralrunnersets", newer, T1)], T1)
+    [pool] = counts.counts_due(after, now=T1).runner_sets
+    assert pool.row.desired_runners == 5
 
 
 def test_runners_seen_before_their_pool_are_attached_when_it_appears(
     cluster: dict[str, Any],
 ) -> None:
-    changes, state = diff(PersistedState(), runner_events(changed=[cluster["idle"]]), T0)
-    assert changes.runners.inserts[0].runner_set_uid is None
-    changes, state = diff(
-        state, full_list(state, runner_sets=[cluster["ars"]], runners=[cluster["idle"]]), T1
-    )
-    assert [(u.uid, u.values.get("runner_set_uid")) for u in changes.runners.updates] == [
-        ("er-idle", "ars-1")
-    ]
-    assert changes.runner_sets.inserts[0].current_runners == 1
+    changes, state = diff(SyncState(), runner_events(T0, changed=[cluster["idle"]]), T0)
+    assert changes.runners[0].row.runner_set_uid is None
+    changes, state = diff(state, [observed("autoscalingrunnersets", cluster["ars"], T1)], T1)
+    assert [(w.row.uid, w.row.runner_set_uid) for w in changes.runners] == [("er-idle", "ars-1")]
+    assert changes.runner_sets[0].row.current_runners == 1
 
 
 def test_replaying_the_same_events_changes_nothing(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    event = runner_events(changed=[cluster["busy"]])
-    changes, after = diff(state, event, T1)
+    changes, after = diff(state, runner_events(T1, changed=[cluster["busy"]]), T1)
     assert not changes.writes_rows
-    assert after == state
+    assert after.runners == state.runners
+
+
+def test_an_older_observation_never_overwrites_newer_state(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    newer = arc.bumped(cluster["idle"], "30", status={"phase": "Pending", "ready": False})
+    _, state = diff(state, runner_events(T1, changed=[newer]), T1)
+    older = arc.bumped(cluster["idle"], "20", status={"phase": "Running", "ready": True})
+    changes, after = diff(state, runner_events(T2, changed=[older]), T2)
+    assert not changes.writes_rows
+    assert (after.runners["er-idle"].phase, after.runners["er-idle"].resource_version) == (
+        "Pending",
+        "30",
+    )
+
+
+def test_an_older_observation_fills_a_fact_still_unknown(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    newer = arc.bumped(cluster["idle"], "30", status={"phase": "Pending"})
+    _, state = diff(state, runner_events(T1, changed=[newer]), T1)
+    older_with_job = arc.with_job(arc.bumped(cluster["idle"], "25"), jobId="job-late")
+    changes, _ = diff(state, runner_events(T2, changed=[older_with_job]), T2)
+    row = runner_write(changes, "er-idle")
+    assert (row.job_id, row.job_assigned_at, row.phase) == ("job-late", T2, "Pending")
+    assert row.resource_version == "30"
+
+
+def test_a_stale_observation_does_not_resurrect_a_deleted_runner(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    _, state = diff(state, runner_events(T1, deleted=[arc.bumped(cluster["busy"], "50")]), T1)
+    stale = arc.bumped(cluster["busy"], "45", status={"phase": "Pending"})
+    changes, after = diff(state, runner_events(T2, changed=[stale]), T2)
+    assert not changes.writes_rows
+    assert changes.runs == ()
+    assert "er-busy" not in after.runners
+    assert after.tallies["ars-1"].current == 1
+
+
+def test_a_replayed_deletion_after_vanishing_changes_no_fact(cluster: dict[str, Any]) -> None:
+    """The watch was away: a poll declared the busy runner vanished; then the resumed
+    watch replays its DELETED event. The completion stays as recorded."""
+    state = loaded(cluster)
+    changes, state = diff(state, listed(state, cluster, cluster["idle"], at=T1), T1)
+    assert len(changes.runs) == 1
+    replayed = arc.bumped(cluster["busy"], "14")
+    changes, after = diff(state, runner_events(T2, deleted=[replayed]), T2)
+    assert not changes.writes_rows
+    gone = after.gone.get((RUNNERS, "er-busy"))
+    assert isinstance(gone, RunnerStateRow)
+    assert (gone.completion_source, gone.completed_at, gone.job_assigned_at) == (
+        "vanished",
+        T1,
+        T0,
+    )
+
+
+def test_a_deletion_with_the_job_seen_late_still_records_the_run(cluster: dict[str, Any]) -> None:
+    """A runner stored without its job vanished (no run); the replayed DELETED event
+    carries its last state, with the job: the run is recorded after all."""
+    state = loaded(cluster)
+    _, state = diff(state, listed(state, cluster, cluster["busy"], at=T1), T1)
+    assert "er-idle" not in state.runners
+    last_state = arc.with_job(arc.bumped(cluster["idle"], "16"), jobId="job-late")
+    changes, _ = diff(state, runner_events(T2, deleted=[last_state]), T2)
+    row = runner_write(changes, "er-idle")
+    assert (row.job_id, row.completion_source, row.completed_at) == ("job-late", "deleted", T2)
+    assert [r.workload_uid for r in changes.runs] == ["er-idle"]
+
+
+def test_a_list_does_not_vanish_what_was_observed_after_it_began(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    newcomer = arc.ephemeral_runner(cluster["ers"], name="new", uid="er-new", rv="2000000")
+    _, state = diff(state, runner_events(T1, changed=[newcomer]), T1)
+    late = Vanished(RUNNERS, "er-new", Version("1000000", 1), T2)  # a list taken earlier
+    changes, after = diff(state, [late], T2)
+    assert not changes.writes_rows
+    assert "er-new" in after.runners
 
 
 def test_persisted_row_of_a_completed_runner_keeps_its_completion(cluster: dict[str, Any]) -> None:
@@ -358,7 +484,7 @@ def test_persisted_row_of_a_completed_runner_keeps_its_completion(cluster: dict[
     done = replace(
         state.runners["er-busy"], is_completed=True, completed_at=T0, completion_source="phase"
     )
-    state = replace(state, runners={**state.runners, "er-busy": done})
-    changes, _ = diff(state, listed(state, cluster, cluster["idle"]), T1)
+    state.runners["er-busy"] = done
+    changes, _ = diff(state, listed(state, cluster, cluster["idle"], at=T1), T1)
     assert changes.runs == ()
     assert changes.completed == 0

@@ -4,10 +4,13 @@ import random
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
-from snapshotter.diff.state import PersistedState
-from snapshotter.errors import KubeUnavailable, ResourceVersionExpired
+from snapshotter.diff.state import SyncState
+from snapshotter.errors import KubeConflict, KubeUnavailable, ResourceVersionExpired
+from snapshotter.kube.errors import error_from
 from snapshotter.kube.watch import _decode
+from snapshotter.model import parse
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.finalizers import (
     FINALIZER,
@@ -39,6 +42,25 @@ def test_error_410_means_relist() -> None:
         _decode(line, "watch ephemeralrunners")
 
 
+def test_too_large_resource_version_means_relist() -> None:
+    line = (
+        b'{"type":"ERROR","object":{"kind":"Status","code":504,"reason":"Timeout",'
+        b'"message":"Too large resource version: 900, current: 800"}}'
+    )
+    with pytest.raises(ResourceVersionExpired, match="Too large"):
+        _decode(line, "watch ephemeralrunners")
+    answer = ApiException(status=504, reason="Timeout")
+    answer.body = '{"message":"Too large resource version: 900, current: 800"}'
+    assert isinstance(error_from(answer), ResourceVersionExpired)
+
+
+def test_a_failed_patch_test_operation_is_a_conflict() -> None:
+    """The API server answers a failed JSON-patch `test` with 422, not 409."""
+    answer = ApiException(status=422, reason="Unprocessable Entity")
+    assert isinstance(error_from(answer, invalid_is_conflict=True), KubeConflict)
+    assert isinstance(error_from(answer), KubeUnavailable)
+
+
 def test_other_error_events_are_retried() -> None:
     with pytest.raises(KubeUnavailable, match="error event 500"):
         _decode(b'{"type":"ERROR","object":{"code":500,"message":"boom"}}', "watch x")
@@ -62,16 +84,20 @@ def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
     assert backoff.next() <= 1.6
 
 
+def record(raw: dict[str, Any]) -> Any:
+    return parse.parse_ephemeral_runner(raw).record
+
+
 def test_finalizer_is_added_to_live_runners_only(cluster: dict[str, Any]) -> None:
     state = loaded(cluster)
-    task = task_for(cluster["idle"], state)
+    task = task_for(record(cluster["idle"]), state)
     assert task is not None
     assert task.action == "add"
     held = arc.merged(
         cluster["idle"],
         {"metadata": {"finalizers": [*cluster["idle"]["metadata"]["finalizers"], FINALIZER]}},
     )
-    assert task_for(held, state) is None
+    assert task_for(record(held), state) is None
 
 
 def test_finalizer_is_removed_only_once_the_final_state_is_committed(
@@ -83,9 +109,9 @@ def test_finalizer_is_removed_only_once_the_final_state_is_committed(
         "500",
         metadata={"deletionTimestamp": "2026-11-28T10:00:07Z", "finalizers": [FINALIZER]},
     )
-    assert task_for(deleting, state) is None  # version 500 is not stored yet
-    _, after = diff(state, runner_events(changed=[deleting]), T1)
-    task = task_for(deleting, after)
+    assert task_for(record(deleting), state) is None  # version 500 is not stored yet
+    _, after = diff(state, runner_events(T1, changed=[deleting]), T1)
+    task = task_for(record(deleting), after)
     assert task is not None
     assert task.action == "remove"
 
@@ -94,12 +120,12 @@ def test_no_finalizer_is_added_to_a_runner_being_deleted(cluster: dict[str, Any]
     deleting = arc.bumped(
         cluster["idle"], "600", metadata={"deletionTimestamp": "2026-11-28T10:00:07Z"}
     )
-    assert task_for(deleting, PersistedState()) is None
+    assert task_for(record(deleting), SyncState()) is None
 
 
 def test_runner_without_finalizers_yet_is_left_alone(cluster: dict[str, Any]) -> None:
     bare = arc.merged(cluster["idle"], {"metadata": {"finalizers": None}})
-    assert task_for(bare, PersistedState()) is None
+    assert task_for(record(bare), SyncState()) is None
 
 
 def test_patches_are_guarded_by_test_operations() -> None:

@@ -1,7 +1,8 @@
 """The watch loop's control flow, driven by scripted streams through its own ports.
 
-The fakes implement the loop's `WatchSource`/`EventWriter` interfaces (not the API
-server's HTTP protocol); the real server is exercised in tests/e2e/test_watch.py.
+The fake implements the loop's `WatchSource` interface (not the API server's HTTP
+protocol); the real server is exercised in tests/e2e/test_watch.py. What the loop
+hands over is read from a real pending queue.
 """
 
 import threading
@@ -9,24 +10,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 
-from snapshotter.diff.changes import ChangeSet
 from snapshotter.errors import KubeUnavailable, ResourceVersionExpired
 from snapshotter.kube import resources
-from snapshotter.kube.client import Listing
+from snapshotter.kube.client import Page
+from snapshotter.kube.decode import decode_page
 from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
-from snapshotter.sync.applier import ApplyResult, ReceivedEvent
+from snapshotter.sync.applier import WatchLiveness
+from snapshotter.sync.intake import Intake
+from snapshotter.sync.observations import ParseReport
+from snapshotter.sync.queue import PendingQueue
 from snapshotter.sync.stats import SyncStats
 from snapshotter.sync.watcher import Watcher, WatchTuning
+from tests.support import arc_objects as arc
 from tests.support.scenario import T0
 
 ERS = resources.EPHEMERAL_RUNNERS
 
 
 def obj(rv: str, uid: str = "u1") -> dict[str, Any]:
-    return {"metadata": {"uid": uid, "resourceVersion": rv, "namespace": "ns", "name": uid}}
+    return arc.ephemeral_runner(name=uid or "bookmark", uid=uid or "none", rv=rv)
 
 
 class Script:
@@ -51,9 +57,10 @@ class FakeSource:
     lists: int = 0
     watched_from: list[str] = field(default_factory=list)
 
-    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing:
+    def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]:
         self.lists += 1
-        return Listing(resource, namespace, [], f"list-{self.lists}")
+        body = {"items": [], "metadata": {"resourceVersion": f"list-{self.lists}"}}
+        yield decode_page(msgspec.json.encode(body))
 
     def open_watch(
         self,
@@ -73,46 +80,48 @@ class FakeSource:
 
 
 @dataclass
-class FakeWriter:
-    position: int = 0
-    received: list[ReceivedEvent] = field(default_factory=list)
-    relists: list[bool] = field(default_factory=list)
-    live: list[bool] = field(default_factory=list)
+class Run:
+    source: FakeSource
+    queue: PendingQueue
+    liveness: list[bool]
 
-    def apply_listings(
-        self, listings: list[Listing], *, since: int, from_watch: bool = False
-    ) -> ApplyResult:
-        self.relists.append(from_watch)
-        return ApplyResult(changes=ChangeSet(now=T0), written={})
-
-    def submit_event(self, event: ReceivedEvent) -> bool:
-        self.received.append(event)
-        return True
-
-    def set_watch_live(self, stream: str, live: bool) -> None:
-        self.live.append(live)
+    def handed_over(self) -> tuple[list[str], list[bool], dict[str, str]]:
+        """Queued object versions, markers (from_watch) and progress, in order."""
+        work = self.queue.take(1000)
+        versions = [o.version.rv for o in work.objects]
+        return versions, [m.from_watch for m in work.markers], work.progress
 
 
-def run(
-    scripts: list[Script], resume_from: str | None = None, writer: FakeWriter | None = None
-) -> tuple[FakeSource, FakeWriter]:
+class RecordingLiveness(WatchLiveness):
+    def __init__(self, record: list[bool]) -> None:
+        super().__init__()
+        self.record = record
+
+    def set(self, stream: str, live: bool) -> None:
+        super().set(stream, live)
+        self.record.append(live)
+
+
+def run(scripts: list[Script], resume_from: str | None = None, cap: int = 100) -> Run:
     """Run a watcher over `scripts` until they are used up."""
     stop = threading.Event()
-    source, writer = FakeSource(scripts, stop), writer or FakeWriter()
+    source, queue = FakeSource(scripts, stop), PendingQueue(cap=cap)
+    live: list[bool] = []
     watcher = Watcher(
         source=source,
-        writer=writer,
+        intake=Intake(queue, lambda _r, _u: None, ParseReport(), lambda: T0),
+        liveness=RecordingLiveness(live),
         resource=ERS,
         namespace=None,
         stats=SyncStats(),
-        tuning=WatchTuning(),
+        tuning=WatchTuning(room_fraction=2.0),
         resume_from=resume_from,
     )
     watcher._backoff.maximum = watcher._backoff.initial = 0.001
     stopper = stop_when(stop, watcher)
     watcher.run()
     stopper.join()
-    return source, writer
+    return Run(source, queue, live)
 
 
 def stop_when(stop: threading.Event, watcher: Watcher) -> threading.Thread:
@@ -129,53 +138,51 @@ def stop_when(stop: threading.Event, watcher: Watcher) -> threading.Thread:
 
 @pytest.mark.timeout(20)
 def test_lists_then_watches_from_the_list_and_follows_bookmarks() -> None:
-    source, writer = run(
+    result = run(
         [
             Script(
                 [
                     WatchEvent("ADDED", obj("5")),
-                    WatchEvent("BOOKMARK", obj("9", uid="")),
+                    WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "9"}}),
                     WatchEvent("MODIFIED", obj("12")),
                 ]
             ),  # then the server ends the request
-            Script([WatchEvent("BOOKMARK", obj("20", uid=""))]),
+            Script([WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "20"}})]),
         ]
     )
-    assert source.lists == 1
-    assert writer.relists == [True]
-    assert source.watched_from[:3] == ["list-1", "12", "20"]
-    assert [e.type for e in writer.received] == ["ADDED", "MODIFIED"]
+    assert result.source.lists == 1
+    assert result.source.watched_from[:3] == ["list-1", "12", "20"]
+    versions, markers, progress = result.handed_over()
+    assert versions == ["12"]  # the two events of one object, merged: the newest
+    assert markers == [True]  # the watch's own relist
+    assert progress == {"ephemeralrunners": "20"}
 
 
 @pytest.mark.timeout(20)
 def test_410_relists_and_other_errors_resume_from_the_last_version() -> None:
-    source, writer = run(
+    result = run(
         [
             Script([WatchEvent("ADDED", obj("5"))], KubeUnavailable("connection reset")),
             Script([WatchEvent("MODIFIED", obj("6"))], ResourceVersionExpired("too old")),
             Script([]),
         ]
     )
-    assert source.watched_from[:3] == ["list-1", "5", "list-2"]
-    assert writer.relists == [True, True]
-    assert False in writer.live  # not live while disconnected
+    assert result.source.watched_from[:3] == ["list-1", "5", "list-2"]
+    assert result.handed_over()[1] == [True, True]
+    assert False in result.liveness  # not live while disconnected
 
 
 @pytest.mark.timeout(20)
 def test_a_start_up_list_version_skips_the_first_list() -> None:
-    source, _ = run([Script([WatchEvent("ADDED", obj("8"))])], resume_from="7")
-    assert source.lists == 0
-    assert source.watched_from[:2] == ["7", "8"]
-
-
-class RefusingWriter(FakeWriter):
-    def submit_event(self, event: ReceivedEvent) -> bool:
-        return False
+    result = run([Script([WatchEvent("ADDED", obj("8"))])], resume_from="7")
+    assert result.source.lists == 0
+    assert result.source.watched_from[:2] == ["7", "8"]
 
 
 @pytest.mark.timeout(20)
-def test_a_full_buffer_relists() -> None:
-    source, _ = run(
-        [Script([WatchEvent("ADDED", obj("5"))])], resume_from="4", writer=RefusingWriter()
-    )
-    assert source.lists >= 1  # the buffer refused the event: relist instead of losing it
+def test_a_full_queue_relists_instead_of_losing_the_event() -> None:
+    events = [WatchEvent("ADDED", obj(str(n), uid=f"u{n}")) for n in range(5, 8)]
+    result = run([Script(events)], resume_from="4", cap=2)
+    assert result.source.lists >= 1  # the third object found no room: relist
+    versions, _, _ = result.handed_over()
+    assert versions == ["5", "6"]
