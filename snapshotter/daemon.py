@@ -106,7 +106,7 @@ def open_store(settings: Settings, stop: threading.Event) -> Store:
         engine,
         cluster_name=settings.cluster_name,
         namespaces=settings.namespaces,
-        timeout=timeout + 15,
+        timeout=max(5.0, 2 * timeout),
     )
     declared = [DeclaredConfig(**c.model_dump()) for c in settings.workflow_configs]
     if declared:
@@ -274,6 +274,7 @@ class _Daemon:
         it is applied (what vanished while the daemon was down is recorded here)."""
         backoff = Backoff(initial=1.0, maximum=30.0)
         while not stop.is_set():
+            log.info("start-up reconciliation: listing everything")
             result = self._poll(stop)
             if result is not None and result.applied is not None:
                 return result

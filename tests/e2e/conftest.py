@@ -8,13 +8,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import Engine
 
 from snapshotter import daemon
 from snapshotter.settings import Settings
+from snapshotter.sync.finalizers import FINALIZER
 from tests.conftest import skip_or_fail
-from tests.support.apiserver import TestCluster, start_cluster, testbin_dir
+from tests.support.apiserver import REPO, TestCluster, start_cluster, testbin_dir
 from tests.support.arc_sim import SimulatedArc
+from tests.support.daemon_process import database_url
+from tests.support.waiting import eventually
 
 _namespaces = itertools.count()
 
@@ -43,10 +47,6 @@ def sim(kube: TestCluster, namespace: str) -> Iterator[SimulatedArc]:
     rest = kube.rest(pool_size=32)
     yield SimulatedArc(rest, namespace)
     rest.close()
-
-
-def database_url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -94,3 +94,42 @@ def running_daemon(settings: Settings) -> Iterator[threading.Thread]:
     assert not thread.is_alive(), "the daemon did not stop within 60 s"
     if errors:
         raise errors[0]
+
+
+DEPLOY = REPO / "config" / "deploy"
+POLICY = DEPLOY / "finalizer-capture-policy.yaml"
+
+
+@pytest.fixture(scope="session")
+def finalizer_rbac(kube: TestCluster) -> None:
+    """The shipped extra RBAC (patch on ephemeralrunners) for the snapshotter account."""
+    kube.apply_manifest(DEPLOY / "rbac-finalizer-capture.yaml")
+
+
+@pytest.fixture
+def ers(sim: SimulatedArc) -> dict[str, Any]:
+    return sim.create_ephemeral_runner_set(sim.create_runner_set("pool"))
+
+
+@pytest.fixture
+def admission_policy(
+    kube: TestCluster, namespace: str, sim: SimulatedArc, ers: dict[str, Any]
+) -> Iterator[None]:
+    """The shipped policy, its binding narrowed to this test's namespace, in force."""
+    selector = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+    binding = next(
+        d
+        for d in yaml.safe_load_all(POLICY.read_text())
+        if d["kind"] == "MutatingAdmissionPolicyBinding"
+    )
+    kube.apply_manifest(
+        POLICY,
+        {
+            "MutatingAdmissionPolicyBinding": {
+                "spec": {**binding["spec"], "matchResources": selector}
+            }
+        },
+    )
+    eventually(lambda: FINALIZER in sim.create_runner(ers, dry_run=True)["metadata"]["finalizers"])
+    yield
+    kube.delete_manifest(POLICY)

@@ -10,8 +10,8 @@ import yaml
 from sqlalchemy import Engine
 
 from snapshotter.errors import ExitCode
-from tests.e2e.conftest import database_url
 from tests.support.apiserver import NOBODY_USER, TestCluster
+from tests.support.daemon_process import database_url
 from tests.support.db_rows import refuse_inserts, rows
 from tests.support.samples_loader import load_samples
 from tests.support.waiting import eventually

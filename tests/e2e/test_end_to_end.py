@@ -13,9 +13,10 @@ from sqlalchemy import Engine, text
 
 from snapshotter import cli
 from snapshotter.settings import Settings
-from tests.e2e.conftest import database_url, running_daemon
+from tests.e2e.conftest import running_daemon
 from tests.support.apiserver import TestCluster
 from tests.support.arc_sim import FinishedRunner, Job, SimulatedArc
+from tests.support.daemon_process import database_url
 from tests.support.db_rows import rows
 from tests.support.pgstats import write_counters
 from tests.support.samples_loader import load_samples

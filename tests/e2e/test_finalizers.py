@@ -6,118 +6,33 @@ The shipped MutatingAdmissionPolicy also holds runners created while it is down.
 The removal command and a clean shutdown release every runner.
 """
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import Engine
 
-from snapshotter.errors import ExitCode
-from snapshotter.sync.finalizers import FINALIZER
-from tests.e2e.conftest import database_url
-from tests.support.apiserver import REPO, TestCluster
+from snapshotter.errors import ExitCode, KubeConflict
+from snapshotter.kube.client import KubeClient, Listing, load_api_client
+from snapshotter.kube.resources import Resource
+from snapshotter.sync.finalizers import FINALIZER, release_all
+from tests.support.apiserver import TestCluster
 from tests.support.arc_sim import Job, SimulatedArc
+from tests.support.daemon_process import DaemonProcess
 from tests.support.db_rows import rows
 from tests.support.waiting import eventually
-
-SNAPSHOTTER = Path(sys.executable).parent / "snapshotter"
-DEPLOY = REPO / "config" / "deploy"
-POLICY = DEPLOY / "finalizer-capture-policy.yaml"
-
-
-@pytest.fixture(scope="session")
-def finalizer_rbac(kube: TestCluster) -> None:
-    """The shipped extra RBAC (patch on ephemeralrunners) for the snapshotter account."""
-    kube.apply_manifest(DEPLOY / "rbac-finalizer-capture.yaml")
-
-
-@pytest.fixture
-def ers(sim: SimulatedArc) -> dict[str, Any]:
-    return sim.create_ephemeral_runner_set(sim.create_runner_set("pool"))
-
-
-@pytest.fixture
-def admission_policy(
-    kube: TestCluster, namespace: str, sim: SimulatedArc, ers: dict[str, Any]
-) -> Iterator[None]:
-    """The shipped policy, its binding narrowed to this test's namespace, in force."""
-    selector = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-    binding = next(
-        d
-        for d in yaml.safe_load_all(POLICY.read_text())
-        if d["kind"] == "MutatingAdmissionPolicyBinding"
-    )
-    kube.apply_manifest(
-        POLICY,
-        {
-            "MutatingAdmissionPolicyBinding": {
-                "spec": {**binding["spec"], "matchResources": selector}
-            }
-        },
-    )
-    eventually(lambda: FINALIZER in sim.create_runner(ers, dry_run=True)["metadata"]["finalizers"])
-    yield
-    kube.delete_manifest(POLICY)
-
-
-class DaemonProcess:
-    def __init__(self, kube: TestCluster, namespace: str, engine: Engine, tmp_path: Path) -> None:
-        self.config = tmp_path / "snapshotter.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "interval_seconds": 60,
-                    "namespaces": [namespace],
-                    "kubernetes": {"kubeconfig": str(kube.kubeconfig())},
-                    "finalizer_capture": {"enabled": True},
-                    "workflow_configs": [{"name": "all-jobs", "runner_set_name": ""}],
-                }
-            )
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
-        self.env = {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
-        self.log = tmp_path / "daemon.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SNAPSHOTTER), "--config", str(self.config), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def start(self) -> None:
-        with self.log.open("a") as out:
-            self.process = subprocess.Popen(
-                [str(SNAPSHOTTER), "--config", str(self.config)], env=self.env, stderr=out
-            )
-
-    def signal(self, signum: signal.Signals) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=60)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
 def daemon(
     kube: TestCluster, namespace: str, pg_engine: Engine, tmp_path: Path, finalizer_rbac: None
 ) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(kube, namespace, pg_engine, tmp_path)
+    process = DaemonProcess(
+        kube, namespace, pg_engine, tmp_path, finalizer_capture={"enabled": True}
+    )
     yield process
     process.kill()
 
@@ -201,3 +116,48 @@ def test_removal_command_and_clean_shutdown_release_every_runner(
     assert daemon.signal(signal.SIGTERM) == ExitCode.OK  # ... and removes it on a clean stop
     assert not any(held(sim, r) for r in live)
     assert "released finalizers runners=2" in daemon.log.read_text()
+
+
+class ArcRacesTheRelease:
+    """The port `release_all` uses, on the real API server, with ARC deleting the
+    runners (and removing its own finalizers) between the list and our patches."""
+
+    def __init__(self, kube: KubeClient, sim: SimulatedArc, runners: list[dict[str, Any]]) -> None:
+        self.kube, self.sim, self.runners = kube, sim, runners
+        self.conflicts = 0
+
+    def list_all(self, resource: Resource, namespace: str | None = None) -> Listing:
+        listing = self.kube.list_all(resource, namespace)
+        while self.runners:
+            self.sim.delete_runner(self.runners.pop())
+        return listing
+
+    def json_patch(
+        self, resource: Resource, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> None:
+        try:
+            self.kube.json_patch(resource, namespace, name, operations)
+        except KubeConflict:
+            self.conflicts += 1
+            raise
+
+
+def test_release_goes_on_while_arc_changes_its_own_finalizers(
+    kube: TestCluster, sim: SimulatedArc, ers: dict[str, Any], finalizer_rbac: None
+) -> None:
+    """ARC removing its finalizers races with ours being removed: a failed JSON-patch
+    `test` (HTTP 422) is a conflict to retry after listing again, never a reason to
+    stop at the first runner."""
+    runners = [sim.pod_running(sim.register(sim.create_runner(ers))) for _ in range(6)]
+    for runner in runners:
+        sim.json_patch(
+            runner, [{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}]
+        )
+    client = KubeClient(load_api_client(kubeconfig=kube.kubeconfig(), context=None))
+    racing = ArcRacesTheRelease(client, sim, list(runners))
+    try:
+        assert release_all(racing, [sim.namespace]) == len(runners)
+    finally:
+        client.close()
+    assert racing.conflicts == len(runners)  # every first patch met ARC's change
+    eventually(lambda: not sim.list("ephemeralrunners"))  # nothing held back

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from snapshotter.clock import utc_now
-from tests.support.rest import Rest, RestError
+from tests.support.rest import JSON_PATCH, Rest, RestError
 
 API = "/apis/actions.github.com/v1alpha1"
 ARC_VERSION_LABEL = {"0.12": "0.12.1", "0.14": "0.14.2"}
@@ -226,7 +226,13 @@ class SimulatedArc:
 
     # -- runners -----------------------------------------------------------------
 
-    def create_runner(self, ers: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def create_runner(
+        self,
+        ers: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        annotations: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         meta = ers["metadata"]
         ars_name = meta["labels"]["actions.github.com/scale-set-name"]
         body = {
@@ -239,6 +245,7 @@ class SimulatedArc:
                     "actions.github.com/patch-id": "1",
                     "actions.github.com/runner-scale-set-name": ars_name,
                     "actions.github.com/runner-spec-hash": "6b7d9c5f8",
+                    **(annotations or {}),
                 },
                 "finalizers": RUNNER_FINALIZERS,
                 "ownerReferences": [self._owner(ers)],
@@ -247,6 +254,12 @@ class SimulatedArc:
         }
         params = {"dryRun": "All"} if dry_run else None  # admission runs, nothing is stored
         return self.rest.request("POST", self._path("ephemeralrunners"), body, params=params)
+
+    def json_patch(
+        self, runner: Mapping[str, Any], operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        path = self._path("ephemeralrunners", runner["metadata"]["name"])
+        return self.rest.request("PATCH", path, operations, content_type=JSON_PATCH)
 
     def patch_status(self, runner: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         name = runner["metadata"]["name"]

@@ -16,6 +16,7 @@ import urllib3
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
 
 
 class RestError(Exception):
@@ -43,7 +44,7 @@ class Rest:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | list[Any] | None = None,
         *,
         content_type: str = JSON,
         params: Mapping[str, Any] | None = None,

@@ -1,0 +1,91 @@
+"""The `snapshotter` console script as a process, for tests that signal or kill it."""
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import Engine
+
+from tests.support.apiserver import TestCluster
+
+SNAPSHOTTER = Path(sys.executable).parent / "snapshotter"
+
+
+def database_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+class DaemonProcess:
+    def __init__(
+        self,
+        kube: TestCluster,
+        namespace: str,
+        engine: Engine,
+        tmp_path: Path,
+        **settings: Any,
+    ) -> None:
+        self.config = tmp_path / "snapshotter.yaml"
+        config = {
+            "interval_seconds": 60,
+            "namespaces": [namespace],
+            "kubernetes": {"kubeconfig": str(kube.kubeconfig())},
+            "workflow_configs": [{"name": "all-jobs", "runner_set_name": ""}],
+            **settings,
+        }
+        self.config.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
+        self.env = {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
+        self.log = tmp_path / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._earlier_starts = 0
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SNAPSHOTTER), "--config", str(self.config), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def start(self) -> None:
+        self._earlier_starts = self._starts()
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                [str(SNAPSHOTTER), "--config", str(self.config)], env=self.env, stderr=out
+            )
+
+    def _starts(self) -> int:
+        return self.log.read_text().count("effective config") if self.log.exists() else 0
+
+    def started(self) -> bool:
+        """Whether the latest process (not an earlier one) finished its start-up."""
+        if self._starts() <= self._earlier_starts:
+            return False
+        return "daemon started" in self.log.read_text().rsplit("effective config", 1)[-1]
+
+    def signal(self, signum: signal.Signals) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_times(self, text: str) -> list[datetime]:
+        """When the daemon logged lines containing `text` (its own UTC timestamps)."""
+        times = []
+        for line in self.log.read_text().splitlines():
+            if text in line:
+                stamp = line.split(" ", 1)[0].rstrip("Z")
+                times.append(datetime.fromisoformat(stamp).replace(tzinfo=UTC))
+        return times
