@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test demo setup bench
+.PHONY: test demo setup bench bench-faults
 
 test:
 	hack/test.sh $(ARGS)
@@ -15,3 +15,7 @@ setup:
 bench:
 	hack/setup.sh
 	.venv/bin/python bench/capture.py --rate 20 --seconds 60
+
+bench-faults:
+	hack/setup.sh
+	.venv/bin/python bench/faults.py --outages 10,30,60,120 --kills 10

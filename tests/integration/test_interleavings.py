@@ -134,6 +134,28 @@ class Outage:
         self.admin.dispose()
 
 
+def arm_commit_failures(engine: Engine) -> None:
+    """A trigger that fails the transactions writing runner states while a budget
+    lasts (a sequence: its value survives the rollbacks it causes), as a database in
+    trouble would: after some statements of the transaction ran, not a data error."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SEQUENCE commit_failures MINVALUE -1000 START 0"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION fail_commit() RETURNS trigger AS $$ BEGIN "
+                "IF nextval('commit_failures') < 0 THEN "
+                "RAISE EXCEPTION 'injected commit failure' USING ERRCODE = 'serialization_failure'; "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER fail_commit BEFORE INSERT OR UPDATE ON "
+                "github_ephemeral_runner_states FOR EACH ROW EXECUTE FUNCTION fail_commit()"
+            )
+        )
+
+
 class SnapshotSource:
     """Serves one snapshot of the model cluster as list pages (the pool and runners),
     every resource at the snapshot's resourceVersion."""
@@ -217,6 +239,7 @@ class Interleavings(RuleBasedStateMachine):
             now=BASE_TIME,
         )
         self.outage = Outage(self.server, self.database)
+        arm_commit_failures(self.engine)
         self.clock = Clock()
         self.cluster = ClusterModel()
         self.watch_at = 0  # index into the cluster's event log: next event to deliver
@@ -354,6 +377,13 @@ class Interleavings(RuleBasedStateMachine):
     @rule()
     def database_goes_down(self) -> None:
         self.outage.begin()
+
+    @precondition(lambda self: not self.outage.active)
+    @rule(n=st.integers(1, 3))
+    def next_commits_fail(self, n: int) -> None:
+        """The next transactions that write runner states fail, midway."""
+        with self.engine.begin() as conn:
+            conn.execute(text(f"SELECT setval('commit_failures', {-n - 1})"))
 
     @precondition(lambda self: self.outage.active)
     @rule()

@@ -81,10 +81,17 @@ class Harness:
         assert self.intake.event(resource, kind, obj)
         self.queue.note_progress(resource.plural, obj["metadata"]["resourceVersion"])
 
-    def drain(self) -> None:
-        """The writer does all the work it can."""
-        while self.writer.step():
-            pass
+    def drain(self, attempts: int = 5) -> None:
+        """The writer does all the work it can: it goes on while there is work and a
+        failed transaction or probe is followed by a successful one (a few tries)."""
+        failed = 0
+        while failed < attempts:
+            if self.writer.step():
+                failed = 0
+            elif self.queue.wait_for_work(0):
+                failed += 1
+            else:
+                return
 
     def poll(self, source: Source, **kwargs: Any) -> ApplyResult:
         """A poll cycle: list, apply, and raise what the writer gave up with."""
