@@ -144,7 +144,8 @@ def arm_commit_failures(engine: Engine) -> None:
             text(
                 "CREATE FUNCTION fail_commit() RETURNS trigger AS $$ BEGIN "
                 "IF nextval('commit_failures') < 0 THEN "
-                "RAISE EXCEPTION 'injected commit failure' USING ERRCODE = 'serialization_failure'; "
+                "RAISE EXCEPTION 'injected commit failure' "
+                "USING ERRCODE = 'serialization_failure'; "
                 "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
             )
         )
