@@ -67,19 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_errors(error: ConfigError) -> int:
+    for problem in error.problems:
+        print(f"config error: {problem}", file=sys.stderr)  # noqa: T201
+    return ExitCode.USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        db_engine.database_url(settings.database.effective_url())  # its syntax, at once
     except ConfigError as e:
-        for problem in e.problems:
-            print(f"config error: {problem}", file=sys.stderr)  # noqa: T201
-        return ExitCode.USAGE
+        return _config_errors(e)
     logconfig.configure(
         args.log_level or settings.logging.level, args.log_format or settings.logging.format
     )
     try:
         return _dispatch(args, settings)
+    except ConfigError as e:
+        return _config_errors(e)
     except StartupError as e:
         log.error("cannot start: %s", e)
         return ExitCode.STARTUP

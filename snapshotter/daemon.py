@@ -23,16 +23,22 @@ from snapshotter.errors import (
     SnapshotterError,
     StartupError,
     StoreError,
+    StoreForbidden,
+    StoreUnavailable,
 )
 from snapshotter.kube import resources
 from snapshotter.kube.client import KubeClient, load_api_client
+from snapshotter.kube.lease import LeaseClient
 from snapshotter.scheduler import PollSchedule
 from snapshotter.settings import Settings
 from snapshotter.sync.applier import Applier, ApplyResult, stream_name
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.cycle import PollResult, poll_once
+from snapshotter.sync.endpoints import Endpoints
 from snapshotter.sync.finalizers import FinalizerKeeper, release_all
+from snapshotter.sync.health import Health, HealthLimits
 from snapshotter.sync.intake import Intake
+from snapshotter.sync.leader import Elector, Timing
 from snapshotter.sync.observations import ParseReport
 from snapshotter.sync.queue import PendingQueue
 from snapshotter.sync.stats import SyncStats
@@ -67,13 +73,21 @@ class OnceResult:
 
 
 def _retrying(
-    what: str, attempt: Callable[[], T], *, retry_on: type[Exception], stop: threading.Event
+    what: str,
+    attempt: Callable[[], T],
+    *,
+    retry_on: type[Exception],
+    stop: threading.Event,
+    give_up_on: type[Exception] | None = None,
 ) -> T:
-    """Bounded retries (1, 2, 4, 8 s) for dependencies that may still be starting."""
+    """Bounded retries (1, 2, 4, 8 s) for dependencies that may still be starting;
+    `give_up_on` (a refused login or missing rights) is not retried."""
     for n in range(STARTUP_ATTEMPTS):
         try:
             return attempt()
         except retry_on as e:
+            if give_up_on is not None and isinstance(e, give_up_on):
+                raise StartupError(f"{what}: {e}") from e
             if n == STARTUP_ATTEMPTS - 1 or stop.is_set():
                 raise StartupError(f"{what}: {e}") from e
             log.warning("%s failed, retrying in %ds error=%s", what, 2**n, e)
@@ -82,16 +96,29 @@ def _retrying(
 
 
 def open_store(settings: Settings, stop: threading.Event) -> Store:
-    """Connect, bring the schema to head (or refuse), and upsert YAML-declared configs."""
+    """Connect, bring the schema to head (or refuse), and upsert YAML-declared configs.
+    Every database problem is a StartupError with a one-line message."""
     url = settings.database.effective_url()
-    if db_engine.is_sqlite(url):
+    engine = db_engine.make_engine(url, timeout_seconds=settings.database.timeout_seconds)
+    if engine.dialect.name == "sqlite":
         settings.database.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepared_store(settings, engine, stop)
+    except StoreError as e:
+        engine.dispose()
+        raise StartupError(str(e)) from e
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def _prepared_store(settings: Settings, engine: db_engine.Engine, stop: threading.Event) -> Store:
     timeout = settings.database.timeout_seconds
-    engine = db_engine.make_engine(url, timeout_seconds=timeout)
     revision = _retrying(
-        f"connecting to the database {settings.database.masked_url()}",
+        f"connecting to the database {db_engine.masked_url(settings.database.effective_url())}",
         lambda: migrate.current_revision(engine),
-        retry_on=StoreError,
+        retry_on=StoreUnavailable,
+        give_up_on=StoreForbidden,
         stop=stop,
     )
     if revision != migrate.head_revision():
@@ -146,37 +173,70 @@ def _history_period(settings: Settings) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def claim_cluster(store: Store, kube: KubeClient, settings: Settings) -> None:
+    """Refuse to write a cluster_name another cluster (by its identity) writes."""
+    try:
+        identity = kube.cluster_identity()
+    except KubeError as e:
+        log.warning(
+            "cluster identity unknown (cannot read namespace kube-system): two clusters "
+            "sharing a cluster_name would not be told apart error=%s",
+            e,
+        )
+        return
+    try:
+        other = store.claim_cluster(identity, now=utc_now())
+    except StoreError as e:
+        raise StartupError(str(e)) from e
+    if other is not None:
+        raise StartupError(
+            f"cluster_name {settings.cluster_name!r} is already written by another cluster "
+            f"(kube-system uid {other}; this one is {identity}): give each cluster its own "
+            "cluster_name"
+        )
+
+
+def _load(applier: Applier) -> None:
+    try:
+        applier.load()
+    except StoreError as e:
+        raise StartupError(f"loading the persisted state: {e}") from e
+
+
 @contextmanager
 def components(
     settings: Settings, stop: threading.Event, *, retry_outages: bool = True
 ) -> Iterator[Components]:
     store = open_store(settings, stop)
-    try:
-        kube = open_kube(settings, stop)
-    except BaseException:
-        store.close()
-        raise
     stats = SyncStats()
-    keeper = FinalizerKeeper(kube, stats=stats) if settings.finalizer_capture.enabled else None
     applier = Applier(
         store,
         cluster_name=settings.cluster_name,
         clock=utc_now,
         stats=stats,
         history_period=_history_period(settings),
-        on_commit=keeper.on_commit if keeper else None,
-    )
-    queue = PendingQueue(cap=settings.writer.max_pending_objects)
-    report = ParseReport()
-    intake = Intake(queue, applier.stored_version, report, utc_now)
-    writer = Writer(
-        applier, queue, batch_max=settings.writer.batch_size, retry_outages=retry_outages
     )
     try:
-        try:
-            applier.load()
-        except StoreError as e:
-            raise StartupError(f"loading the persisted state: {e}") from e
+        _load(applier)
+        kube = open_kube(settings, stop)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        claim_cluster(store, kube, settings)
+        keeper = FinalizerKeeper(kube, stats=stats) if settings.finalizer_capture.enabled else None
+        applier.on_commit = keeper.on_commit if keeper else None
+        queue = PendingQueue(cap=settings.writer.max_pending_objects)
+        stats.watch_queue(queue.__len__, queue.cap)
+        report = ParseReport(stats=stats)
+        intake = Intake(queue, applier.stored_version, report, utc_now)
+        writer = Writer(
+            applier,
+            queue,
+            batch_max=settings.writer.batch_size,
+            retry_outages=retry_outages,
+            idle_probe_seconds=settings.interval_seconds,
+        )
         yield Components(store, kube, applier, intake, writer, stats, report, keeper)
     finally:
         kube.close()
@@ -222,7 +282,8 @@ def run(settings: Settings, stop_event: threading.Event) -> None:
 
 
 class _Daemon:
-    """The running parts: writer thread, poll schedule, watchers, finalizer worker."""
+    """The running parts: writer thread, poll schedule, watchers, finalizer worker,
+    HTTP endpoints and, with leader election, the elector."""
 
     def __init__(self, settings: Settings, parts: Components) -> None:
         self.settings = settings
@@ -231,6 +292,59 @@ class _Daemon:
         self.schedule = PollSchedule(
             self._poll, interval_seconds=settings.interval_seconds, run_now=False
         )
+        self._stopping = False
+        self.elector = self._elector() if settings.leader_election.enabled else None
+        self.health = Health(
+            writer=parts.writer,
+            watchers=self.watchers,
+            liveness=parts.applier.watches,
+            schedule_running=lambda: self.schedule.running,
+            elector=self.elector,
+            limits=HealthLimits.of(
+                interval=settings.interval_seconds,
+                database_timeout=settings.database.timeout_seconds,
+                read_timeout=settings.watch.read_timeout_seconds,
+            ),
+        )
+        self.endpoints = self._endpoints()
+
+    def _elector(self) -> Elector:
+        election = self.settings.leader_election
+        lock = LeaseClient(
+            self.parts.kube.api_client,
+            namespace=election.namespace,
+            name=self.settings.lease_name,
+            timeout=self.settings.kubernetes.request_timeout_seconds,
+        )
+        return Elector(
+            lock,
+            identity=election.identity,
+            clock=utc_now,
+            on_started=self._started_leading,
+            on_stopped=self._stopped_leading,
+            timing=Timing(
+                election.lease_duration_seconds,
+                election.renew_deadline_seconds,
+                election.retry_period_seconds,
+            ),
+        )
+
+    def _endpoints(self) -> Endpoints | None:
+        metrics = self.settings.metrics
+        if not metrics.port:
+            return None
+        try:
+            return Endpoints(
+                self.parts.stats.registry,
+                address=metrics.address,
+                port=metrics.port,
+                health=self.health.problems,
+                ready=self.health.readiness,
+            )
+        except OSError as e:
+            raise StartupError(
+                f"cannot serve metrics on {metrics.address}:{metrics.port}: {e}"
+            ) from e
 
     def _scopes(self) -> list[str | None]:
         return list(self.settings.namespaces) or [None]
@@ -242,10 +356,42 @@ class _Daemon:
             resources.ALL if self.settings.watch.all_resources else (resources.EPHEMERAL_RUNNERS,)
         )
 
+    # -- leadership --------------------------------------------------------------
+
+    def _standby_memory(self) -> timedelta:
+        """What a standby keeps: enough to cover a failover gap."""
+        election = self.settings.leader_election
+        return timedelta(
+            seconds=3 * election.lease_duration_seconds + self.settings.interval_seconds
+        )
+
+    def _started_leading(self) -> None:
+        self.parts.writer.lead(self._take_over)
+        self.schedule.run_soon()  # the new leader's start-up reconciliation
+
+    def _take_over(self) -> None:
+        """On the writer thread: bump the epoch (fencing the previous leader), then
+        start from what the database says."""
+        election = self.settings.leader_election
+        epoch = self.parts.store.take_leadership(election.identity, now=utc_now())
+        self.parts.applier.load()
+        self.health.synced = False
+        log.info("leading epoch=%d identity=%s", epoch, election.identity)
+
+    def _stopped_leading(self) -> None:
+        self.parts.writer.follow(keep=self._standby_memory())
+        keeper = self.parts.keeper
+        if keeper is not None and not self._stopping:
+            self._release_finalizers()  # the duty moves with the leadership
+
+    # -- polling -----------------------------------------------------------------
+
     def _poll(self, stop: threading.Event | None = None) -> PollResult | None:
         """A poll cycle; at start-up (`stop` given) it waits until it is applied."""
-        wait = None if stop is not None else self.settings.interval_seconds
         writer = self.parts.writer
+        if self.elector is not None and not writer.leading and writer.is_alive():
+            return None  # a standby does not poll; its watches stay warm
+        wait = None if stop is not None else self.settings.interval_seconds
         try:
             result = poll_once(
                 self.parts.kube,
@@ -257,9 +403,15 @@ class _Daemon:
             )
         except SnapshotterError as e:
             log.error("poll cycle failed, retrying at the next tick error=%s", e)
+            self.parts.stats.error("poll")
         except Exception:  # a bug must not stop the daemon; it is logged in full
             log.exception("poll cycle crashed, retrying at the next tick")
+            self.parts.stats.error("poll-crash")
         else:
+            self.parts.stats.cycle(result.listed, result.list_seconds, result.seconds)
+            self.health.listed()
+            if result.applied is not None:
+                self.health.synced = True
             if self.watchers:
                 log.info(
                     "watch stats %s pending=%d",
@@ -281,15 +433,11 @@ class _Daemon:
             stop.wait(backoff.next())
         return None
 
-    def start(self, stop: threading.Event) -> bool:
-        """Reconcile, then start watching and polling; False if stopped before."""
-        if self.parts.keeper:
-            self.parts.keeper.start()
-        initial = self._reconcile_at_start(stop)
-        if initial is None:
-            return False
+    # -- start, run, stop ----------------------------------------------------------
+
+    def _start_watchers(self, versions: dict[str, str]) -> None:
         tuning = WatchTuning(read_timeout_seconds=self.settings.watch.read_timeout_seconds)
-        self.watchers = [
+        self.watchers.extend(
             Watcher(
                 source=self.parts.kube,
                 intake=self.parts.intake,
@@ -298,51 +446,82 @@ class _Daemon:
                 namespace=scope,
                 stats=self.parts.stats,
                 tuning=tuning,
-                resume_from=initial.versions.get(stream_name(resource.plural, scope)),
+                resume_from=versions.get(stream_name(resource.plural, scope)),
             )
             for resource in self._watched()
             for scope in self._scopes()
-        ]
+        )
         for watcher in self.watchers:
             watcher.start()
-        self.schedule.start()
+
+    def start(self, stop: threading.Event) -> bool:
+        """Reconcile, then start watching and polling; False if stopped before. With
+        leader election, start as a standby with warm watches and let the elector
+        decide."""
+        if self.endpoints is not None:
+            self.endpoints.start()
+        if self.parts.keeper:
+            self.parts.keeper.start()
+        if self.elector is not None:
+            self.parts.writer.follow(keep=self._standby_memory())
+            self.parts.writer.start()
+            self._start_watchers({})  # each watch lists first
+            self.schedule.start()
+            self.elector.start()
+        else:
+            initial = self._reconcile_at_start(stop)
+            if initial is None:
+                return False
+            self._start_watchers(initial.versions)
+            self.schedule.start()
+        self.health.started = True
         log.info(
-            "daemon started interval_s=%s watches=%s finalizer_capture=%s",
+            "daemon started interval_s=%s watches=%s finalizer_capture=%s leader_election=%s",
             self.settings.interval_seconds,
             [w.name_ for w in self.watchers],
             self.parts.keeper is not None,
+            self.elector is not None,
         )
         return True
 
     def supervise(self, stop: threading.Event) -> None:
-        """Wait for the stop request; a watch or writer thread that died is a crash."""
+        """Wait for the stop request; a thread that died is a crash (exit 1)."""
         while not stop.wait(1.0):
-            dead = [w.name_ for w in self.watchers if not w.is_alive()]
-            if not self.parts.writer.is_alive():
-                dead.append("writer")
+            dead = self.health.dead_threads()
             if dead:
                 raise RuntimeError(f"thread died: {dead}")
 
     def shutdown(self) -> None:
-        """Stop producers, commit what is pending and, in finalizer mode, record the
-        final states and release every runner."""
+        """Stop producers, commit what is pending, then give up the Lease and, in
+        finalizer mode, release every runner."""
         log.info("stopping: committing pending observations")
+        self._stopping = True
         for watcher in self.watchers:
             watcher.stop()
         for watcher in self.watchers:
             watcher.join(timeout=30)
         self.schedule.shutdown()  # waits for a running cycle
         keeper = self.parts.keeper
-        if keeper is not None:
+        leading = self.parts.writer.leading
+        if keeper is not None and leading:
             self._poll()  # the last states of runners waiting on our finalizer
         self.parts.writer.close()
+        if self.elector is not None:
+            self.elector.stop()
+            self.elector.join(timeout=30)
         if keeper is not None:
             keeper.close()
-            try:
-                released = release_all(self.parts.kube, self._scopes())
-            except KubeError as e:
-                log.error(
-                    "could not release finalizers, run `snapshotter finalizers remove` error=%s", e
-                )
-            else:
-                log.info("released finalizers runners=%d", released)
+            if leading:
+                self._release_finalizers()
+        if self.endpoints is not None:
+            self.endpoints.close()
+
+    def _release_finalizers(self) -> None:
+        try:
+            released = release_all(self.parts.kube, self._scopes())
+        except KubeError as e:
+            log.error(
+                "could not release finalizers, run `snapshotter finalizers remove` error=%s", e
+            )
+        else:
+            log.info("released finalizers runners=%d", released)

@@ -63,6 +63,15 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached, timed out or is refusing work: retry later."""
 
 
+class StoreForbidden(StoreUnavailable):
+    """The database refused the login or the rights: retried while running (someone
+    may fix it), but not at start-up, where it is a configuration problem."""
+
+
+class StoreFenced(StoreError):
+    """Another replica became leader (a newer epoch): this one must not write."""
+
+
 class StoreRejected(StoreError):
     """The database refused the data itself (a data or constraint error): retrying the
     same rows fails again, so the bad object must be isolated."""

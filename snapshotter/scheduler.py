@@ -52,6 +52,15 @@ class PollSchedule:
     def start(self) -> None:
         self._scheduler.start()
 
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def run_soon(self) -> None:
+        """Run the job now (or as soon as the running one ends) instead of at its tick."""
+        if self._scheduler.running:
+            self._scheduler.modify_job(JOB_ID, next_run_time=utc_now())
+
     def shutdown(self) -> None:
         """Stop scheduling and wait for a running cycle to finish."""
         if self._scheduler.running:

@@ -6,13 +6,17 @@ frozen Settings once and the CLI passes plain values down.
 """
 
 import os
-from collections.abc import Mapping
+import re
+import socket
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -21,11 +25,36 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from snapshotter.errors import ConfigError
 
 ENV_PREFIX = "SNAPSHOTTER_"
 DEFAULT_SQLITE_PATH = "snapshotter.db"
+DEFAULT_LEASE_NAME = "github-runners-snapshotter"
+# Kubernetes namespace names are DNS-1123 labels.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_LABEL_MAX = 63
+
+
+def _not_a_bool(value: object) -> object:
+    # pydantic reads true as 1; `interval_seconds: true` is a mistake, not one second
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")  # noqa: TRY004 - pydantic wants ValueError
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
+
+
+def _dns_label(name: str) -> str:
+    if len(name) > DNS_LABEL_MAX or not DNS_LABEL.fullmatch(name):
+        raise ValueError(f"{name!r} is not a namespace name (a DNS-1123 label: a-z, 0-9, -)")
+    return name
+
+
+NamespaceName = Annotated[str, AfterValidator(_dns_label)]
 
 
 class _Section(BaseModel):
@@ -36,8 +65,8 @@ class KubernetesSettings(_Section):
     kubeconfig: Path | None = None
     """Path of a kubeconfig. Unset: in-cluster config inside a pod, else ~/.kube/config."""
     context: str | None = None
-    page_size: int = Field(default=500, ge=1, le=10_000)
-    request_timeout_seconds: float = Field(default=30, gt=0, le=600)
+    page_size: Count = Field(default=500, ge=1, le=10_000)
+    request_timeout_seconds: Number = Field(default=30, gt=0, le=600)
 
 
 class DatabaseSettings(_Section):
@@ -46,7 +75,7 @@ class DatabaseSettings(_Section):
     sqlite_path: Path = Path(DEFAULT_SQLITE_PATH)
     auto_migrate: bool = True
     """Upgrade the schema at start. Off: the daemon refuses to start on an old schema."""
-    timeout_seconds: float = Field(default=30, ge=1, le=600)
+    timeout_seconds: Number = Field(default=30, ge=1, le=600)
     """Statement and lock timeout, and the limit of every database call: a database that
     stops answering is an outage, not a hang."""
 
@@ -62,33 +91,23 @@ class DatabaseSettings(_Section):
             return self.url.get_secret_value()
         return f"sqlite:///{self.sqlite_path}"
 
-    def masked_url(self) -> str:
-        """The URL with any password replaced, for logs."""
-        url = self.effective_url()
-        scheme, sep, rest = url.partition("://")
-        credentials, at, host = rest.rpartition("@")
-        if not at or ":" not in credentials:
-            return url
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-
 
 class WatchSettings(_Section):
     enabled: bool = True
     """Watch EphemeralRunners between polls, so that short-lived runners are not missed."""
     all_resources: bool = True
     """Also watch AutoscalingRunnerSets and EphemeralRunnerSets (false: polls only)."""
-    read_timeout_seconds: float = Field(default=120, ge=10, le=3600)
+    read_timeout_seconds: Number = Field(default=120, ge=10, le=3600)
     """No byte (not even the ~60 s bookmark) for this long: the connection is dead."""
 
 
 class WriterSettings(_Section):
-    max_pending_objects: int = Field(default=100_000, ge=100, le=10_000_000)
+    max_pending_objects: Count = Field(default=100_000, ge=100, le=10_000_000)
     """Objects held (merged per object) while the database is slow or down; beyond it,
     the watches relist once there is room again."""
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: Count = Field(default=500, ge=1, le=10_000)
     """At most this many objects per transaction."""
-    history_period_seconds: float | None = Field(default=None, ge=1, le=86_400)
+    history_period_seconds: Number | None = Field(default=None, ge=1, le=86_400)
     """Pool counts and history rows are written at most once per pool per period;
     null: the poll interval."""
 
@@ -97,6 +116,54 @@ class FinalizerCaptureSettings(_Section):
     enabled: bool = False
     """Hold finished runners with a finalizer until their final state is stored.
     Needs `patch` on ephemeralrunners; see the README before turning it on."""
+
+
+def _in_a_pod() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+class MetricsSettings(_Section):
+    port: Count = Field(default=8080, ge=0, le=65_535)
+    """Port of /metrics, /healthz and /readyz; 0: no HTTP server."""
+    address: str = Field(default_factory=lambda: "0.0.0.0" if _in_a_pod() else "127.0.0.1")  # noqa: S104 - a pod's port is reached through its Service
+    """Address to bind: all interfaces in a pod, loopback elsewhere."""
+
+
+def _pod_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    try:
+        return path.read_text().strip() or "default"
+    except OSError:
+        return os.environ.get("POD_NAMESPACE", "default")
+
+
+class LeaderElectionSettings(_Section):
+    """client-go's defaults: lease 15 s, renew deadline 10 s, retry every 2 s."""
+
+    enabled: bool = False
+    namespace: str = Field(default_factory=_pod_namespace)
+    """Namespace of the Lease: the pod's own namespace, else `default`."""
+    lease_name: str | None = None
+    """Name of the Lease; null: github-runners-snapshotter, suffixed with cluster_name."""
+    identity: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname()
+    )
+    """Holder identity in the Lease: the POD_NAME environment variable, else the host."""
+    lease_duration_seconds: Number = Field(default=15, ge=2, le=600)
+    renew_deadline_seconds: Number = Field(default=10, ge=1, le=600)
+    retry_period_seconds: Number = Field(default=2, ge=0.1, le=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LeaderElectionSettings":
+        if (
+            not self.retry_period_seconds
+            < self.renew_deadline_seconds
+            < self.lease_duration_seconds
+        ):
+            raise ValueError(
+                "retry_period_seconds < renew_deadline_seconds < lease_duration_seconds must hold"
+            )
+        return self
 
 
 class LoggingSettings(_Section):
@@ -128,14 +195,16 @@ class Settings(BaseSettings):
     )
 
     cluster_name: str = Field(default="", max_length=255)
-    interval_seconds: float = Field(default=10, ge=1, le=3600)
-    namespaces: tuple[str, ...] = ()
+    interval_seconds: Number = Field(default=10, ge=1, le=3600)
+    namespaces: tuple[NamespaceName, ...] = ()
     """Namespaces to read; empty means all namespaces."""
     kubernetes: KubernetesSettings = KubernetesSettings()
     database: DatabaseSettings = DatabaseSettings()
     watch: WatchSettings = WatchSettings()
     writer: WriterSettings = WriterSettings()
     finalizer_capture: FinalizerCaptureSettings = FinalizerCaptureSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    leader_election: LeaderElectionSettings = LeaderElectionSettings()
     logging: LoggingSettings = LoggingSettings()
     workflow_configs: tuple[WorkflowConfigSettings, ...] = ()
 
@@ -152,6 +221,14 @@ class Settings(BaseSettings):
             seen.add(key)
         return self
 
+    @property
+    def lease_name(self) -> str:
+        if self.leader_election.lease_name:
+            return self.leader_election.lease_name
+        if self.cluster_name:
+            return f"{DEFAULT_LEASE_NAME}-{self.cluster_name}"
+        return DEFAULT_LEASE_NAME
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -165,15 +242,48 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping naming one key twice (PyYAML keeps the
+    last one silently, so the first copy of a section would be ignored)."""
+
+    duplicates: list[str]
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> Any:
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, Hashable) and key in seen:
+            line = key_node.start_mark.line + 1
+            loader.duplicates.append(f"{key} (line {line}): the key appears twice")
+        if isinstance(key, Hashable):
+            seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _mapping_without_duplicates,
+)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([f"{path}: cannot read the config file: {e.strerror}"]) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from e
+    loader = _UniqueKeyLoader(text)
+    loader.duplicates = []
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{path}: {problem}" for problem in loader.duplicates])
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -191,6 +301,14 @@ def _problem(error: Mapping[str, Any]) -> str:
 
 
 CONFIG_PATH_VARIABLE = ENV_PREFIX + "CONFIG"
+
+
+def _environment_problem(error: SettingsError) -> str:
+    """pydantic-settings' error for a complex value that is not JSON, as one line."""
+    field = re.search(r'field "(\w+)"', str(error))
+    where = f"environment variable {ENV_PREFIX}{field.group(1).upper()}" if field else "environment"
+    cause = f" ({error.__cause__})" if error.__cause__ else ""
+    return f"{where}: not valid JSON{cause}"
 
 
 def _unknown_environment(environ: Mapping[str, str]) -> list[str]:
@@ -214,6 +332,8 @@ def load_settings(path: Path | None = None) -> Settings:
         settings = Settings(**values)
     except ValidationError as e:
         raise ConfigError(problems + [_problem(error) for error in e.errors()]) from e
+    except SettingsError as e:  # an environment variable that is not valid JSON
+        raise ConfigError([*problems, _environment_problem(e)]) from e
     if problems:
         raise ConfigError(problems)
     return settings

@@ -5,6 +5,7 @@ CI=true a missing server is an error, so CI can never pass by skipping them.
 """
 
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from typing import NoReturn
@@ -32,6 +33,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """`cli.main` configures the root logger for the stream of the test that ran it;
+    put it back, so that later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

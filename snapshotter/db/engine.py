@@ -9,13 +9,57 @@ pre-ping: the writer's own retry covers a stale connection at no round trip.
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 
+from snapshotter.errors import ConfigError
+
+__all__ = ["Engine", "database_url", "is_sqlite", "make_engine", "masked_url"]  # Engine: a type
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DRIVERS = {"postgresql": "psycopg2", "sqlite": "pysqlite"}  # the drivers this package installs
+SECRET_QUERY_KEYS = frozenset({"password", "passfile", "sslpassword"})
+
+
+def database_url(url: str) -> URL:
+    """The URL parsed and checked, with the installed driver made explicit
+    (`postgresql://` means psycopg 3 to SQLAlchemy 2.1; this package ships psycopg2).
+    Raises ConfigError with messages that never show the password."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as e:
+        detail = (
+            "the port is not a number" if "port" in str(e) or "int()" in str(e) else "bad syntax"
+        )
+        raise ConfigError([f"database.url: not a valid database URL ({detail})"]) from e
+    backend, driver = parsed.get_backend_name(), parsed.drivername.partition("+")[2]
+    if backend not in DRIVERS:
+        raise ConfigError([f"database.url: {backend!r} is not supported: use postgresql or sqlite"])
+    if driver and driver != DRIVERS[backend]:
+        raise ConfigError(
+            [
+                f"database.url: driver {driver!r} is not installed: "
+                f"use {backend}+{DRIVERS[backend]}:// (or {backend}://)"
+            ]
+        )
+    if parsed.host and "@" in parsed.host:
+        raise ConfigError(
+            ["database.url: the user or password contains '@': percent-encode it as %40"]
+        )
+    return parsed.set(drivername=f"{backend}+{DRIVERS[backend]}")
+
+
+def masked_url(url: str) -> str:
+    """The URL for logs and errors: password hidden, secret query parameters dropped."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(unparsable database URL)"
+    query = {k: v for k, v in parsed.query.items() if k.lower() not in SECRET_QUERY_KEYS}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
+    return database_url(url).get_backend_name() == "sqlite"
 
 
 def postgres_connect_args(timeout_seconds: float) -> dict[str, Any]:
@@ -38,16 +82,17 @@ def postgres_connect_args(timeout_seconds: float) -> dict[str, Any]:
 def make_engine(
     url: str, *, echo: bool = False, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
 ) -> Engine:
-    if is_sqlite(url):
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
-            url,
+            parsed,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url,
+        parsed,
         echo=echo,
         pool_recycle=1800,
         pool_size=2,

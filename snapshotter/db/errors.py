@@ -12,27 +12,45 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from snapshotter.errors import StoreError, StoreRejected, StoreUnavailable
+from snapshotter.errors import StoreError, StoreForbidden, StoreRejected, StoreUnavailable
 
 # SQLSTATE classes of errors caused by the values themselves: data exception,
 # integrity constraint violation, and PL/pgSQL's RAISE (a trigger refusing a row).
 DATA_ERROR_CLASSES = ("22", "23", "P0")
+# Invalid authorization (bad password, no such role) and insufficient privilege.
+FORBIDDEN = ("28", "42501")
 
 
 def _sqlstate(error: DBAPIError) -> str:
     return str(getattr(error.orig, "pgcode", "") or "")
 
 
+def one_line(error: Exception) -> str:
+    """The driver's message on one line, without SQLAlchemy's SQL and links (a
+    start-up error is one line; the URL is never part of it)."""
+    text = str(getattr(error, "orig", None) or error)
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [
+        line
+        for line in lines
+        if line and not line.startswith(("[SQL:", "[parameters:", "(Background"))
+    ]
+    return " ".join(kept)
+
+
 def classified(what: str, error: Exception) -> StoreError:
     """StoreRejected for errors in the data, StoreUnavailable for everything else."""
-    detail = str(error).split("\n[SQL:", 1)[0].strip()
-    message = f"{what} failed: {detail}"
+    message = f"{what} failed: {one_line(error)}"
     if isinstance(error, DataError | IntegrityError):
         return StoreRejected(message)
     if isinstance(error, DBAPIError) and _sqlstate(error).startswith(DATA_ERROR_CLASSES):
         return StoreRejected(message)
     if isinstance(error, ValueError):  # the driver refused a value (NUL, bad encoding)
         return StoreRejected(message)
+    if isinstance(error, DBAPIError) and _sqlstate(error).startswith(FORBIDDEN):
+        return StoreForbidden(message)
+    if "password authentication failed" in message or "no pg_hba.conf entry" in message:
+        return StoreForbidden(message)
     return StoreUnavailable(message)
 
 

@@ -10,9 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from snapshotter.errors import StoreError
+from snapshotter.db.errors import translated
 
 SCRIPT_LOCATION = "snapshotter.db:migrations"
 
@@ -31,25 +30,18 @@ def head_revision() -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    except SQLAlchemyError as e:
-        raise StoreError(f"reading the schema revision failed: {e}") from e
+    with translated("reading the schema revision"), engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    try:
+    with translated("upgrading the schema"):
         command.upgrade(_config(engine), revision)
-    except SQLAlchemyError as e:
-        raise StoreError(f"schema upgrade failed: {e}") from e
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    try:
+    with translated("downgrading the schema"):
         command.downgrade(_config(engine), revision)
-    except SQLAlchemyError as e:
-        raise StoreError(f"schema downgrade failed: {e}") from e
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -39,7 +39,7 @@ from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow, column_names
 from snapshotter.diff.state import SyncState
-from snapshotter.errors import StoreError
+from snapshotter.errors import StoreError, StoreFenced
 from snapshotter.model.records import RUNNER_SETS, RUNNERS
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ HISTORY: Table = tables.RunnerSetHistory.__table__  # type: ignore[assignment]
 CONFIGS: Table = tables.WorkflowConfig.__table__  # type: ignore[assignment]
 CURSORS: Table = tables.SyncCursor.__table__  # type: ignore[assignment]
 REJECTS: Table = tables.Reject.__table__  # type: ignore[assignment]
+CLUSTERS: Table = tables.Cluster.__table__  # type: ignore[assignment]
 
 _RUNNER_SET_COLUMNS = column_names(RunnerSetRow)
 _RUNNER_COLUMNS = tuple(c for c in column_names(RunnerStateRow) if c != "runner_set_uid")
@@ -128,6 +129,7 @@ class Store:
         }
         self._set_ids: dict[str, int] = {}
         self._deadline = Deadline(timeout, on_timeout=engine.dispose)
+        self.fence: int | None = None  # the leader epoch every write must still hold
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one database operation with a deadline; errors become StoreErrors."""
@@ -244,6 +246,83 @@ class Store:
 
         return self._call("loading rejected objects", load)
 
+    # -- clusters and leadership -----------------------------------------------------
+
+    def claim_cluster(self, identity: str | None, *, now: datetime) -> str | None:
+        """Record which cluster writes this cluster_name; returns the identity already
+        recorded when it is a different one (the caller refuses to start)."""
+
+        def claim() -> str | None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    self.statements.insert(CLUSTERS).on_conflict_do_nothing(),
+                    [
+                        {
+                            "cluster_name": self.cluster_name,
+                            "identity": identity,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    ],
+                )
+                row = conn.execute(
+                    select(CLUSTERS.c.identity).where(CLUSTERS.c.cluster_name == self.cluster_name)
+                ).one()
+                if row.identity is None and identity is not None:
+                    conn.execute(
+                        CLUSTERS.update()
+                        .where(CLUSTERS.c.cluster_name == self.cluster_name)
+                        .values(identity=identity, updated_at=now)
+                    )
+                    return None
+                known: str | None = row.identity
+                return known if identity is not None and known not in (None, identity) else None
+
+        return self._call("recording the cluster identity", claim)
+
+    def take_leadership(self, holder: str, *, now: datetime) -> int:
+        """Bump the leader epoch and fence every later write with it. The bump waits
+        for transactions of the previous leader that are under way (they hold the
+        epoch row FOR SHARE), and every later one of theirs fails."""
+
+        def bump() -> int:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    self.statements.insert(CLUSTERS).on_conflict_do_nothing(),
+                    [{"cluster_name": self.cluster_name, "created_at": now, "updated_at": now}],
+                )
+                epoch: int = conn.execute(
+                    CLUSTERS.update()
+                    .where(CLUSTERS.c.cluster_name == self.cluster_name)
+                    .values(
+                        leader_epoch=CLUSTERS.c.leader_epoch + 1,
+                        leader=holder,
+                        leader_since=now,
+                        updated_at=now,
+                    )
+                    .returning(CLUSTERS.c.leader_epoch)
+                ).scalar_one()
+                return epoch
+
+        self.fence = self._call("taking the leadership", bump)
+        return self.fence
+
+    def _check_fence(self, conn: Connection) -> None:
+        if self.fence is None:
+            return
+        query = (
+            select(CLUSTERS.c.leader_epoch, CLUSTERS.c.leader)
+            .where(CLUSTERS.c.cluster_name == self.cluster_name)
+            .with_for_update(read=True)
+        )
+        row = conn.execute(query).one_or_none()
+        if row is None or row.leader_epoch != self.fence:
+            holder = row.leader if row is not None else None
+            raise StoreFenced(
+                f"another replica leads since epoch {row.leader_epoch if row else '?'} "
+                f"({holder}); this one held epoch {self.fence}"
+            )
+
     # -- writing -------------------------------------------------------------------
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteCounts:
@@ -256,6 +335,7 @@ class Store:
 
         def transaction() -> None:
             with self.engine.begin() as conn:
+                self._check_fence(conn)
                 writer = _Writer(conn, self, changes.now, counts, new_ids)
                 writer.write(changes)
                 writer.write_cursors(cursors)
@@ -281,6 +361,7 @@ class Store:
 
         def transaction() -> None:
             with self.engine.begin() as conn:
+                self._check_fence(conn)
                 conn.execute(self.statements.rejects, [values])
 
         self._call("recording a rejected object", transaction)

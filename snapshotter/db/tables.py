@@ -339,3 +339,22 @@ class Reject(Base):
     resource_version: Mapped[str] = mapped_column(String(64), nullable=False)
     error: Mapped[str] = mapped_column(Text, nullable=False)
     rejected_at: Mapped[datetime] = _created()
+
+
+class Cluster(Base):
+    """One row per cluster_name: which cluster writes it (the kube-system namespace's
+    uid), and the leader epoch that fences writes (SPEC §6)."""
+
+    __tablename__ = "snapshotter_clusters"
+    __table_args__ = (
+        UniqueConstraint("cluster_name", name="uq_snapshotter_clusters_cluster_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    identity: Mapped[str | None] = mapped_column(String(255))
+    leader_epoch: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    leader: Mapped[str | None] = mapped_column(String(255))
+    leader_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()

@@ -35,6 +35,7 @@ class ChangeSet:
     runs: tuple[WorkflowRunRow, ...] = ()
     history: tuple[RunnerSetHistoryRow, ...] = ()
     delta: StateDelta = field(default_factory=StateDelta)
+    finished: tuple[RunnerStateRow, ...] = ()  # runners that just finished, having run a job
     completed: int = 0
     vanished: int = 0
     deleted: int = 0

@@ -99,6 +99,7 @@ def compute_changes(
         runners=tuple(runner_pass.writes),
         runs=tuple(runner_pass.runs),
         history=tuple(pools.history),
+        finished=tuple(runner_pass.finished),
         delta=StateDelta(
             runner_sets=pools.delta(),
             runners=runner_pass.delta(),
@@ -226,6 +227,7 @@ class _RunnerPass:
     put: dict[str, RunnerStateRow] = field(default_factory=dict)
     gone: dict[str, RunnerStateRow] = field(default_factory=dict)
     runs: list[WorkflowRunRow] = field(default_factory=list)
+    finished: list[RunnerStateRow] = field(default_factory=list)
     tally_changes: dict[str, Tally] = field(default_factory=dict)
     completed: int = 0
     vanished: int = 0
@@ -280,6 +282,7 @@ class _RunnerPass:
         self.completed += row.is_completed and not was_completed
         self.deleted += row.is_deleted and not was_deleted
         if completion.runs_due(previous, row):
+            self.finished.append(row)
             self.runs.extend(
                 runs.run_rows(row, self.context.configs, cluster_name=self.context.cluster_name)
             )

@@ -7,6 +7,7 @@ time, never the whole list. An expired continue token (410) surfaces as
 ResourceVersionExpired: the caller restarts the list, as client-go's pager does.
 """
 
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -169,6 +170,17 @@ class KubeClient:
                 _content_type="application/json-patch+json",
                 _request_timeout=self.request_timeout,
             )
+
+    def cluster_identity(self) -> str:
+        """The uid of the kube-system namespace: stable for the life of a cluster and
+        different in every cluster. Raises KubeForbidden without `get` on it."""
+        core: Any = k8s.CoreV1Api(self.api_client)
+        with translated_errors("get namespace kube-system"):
+            response = core.read_namespace(
+                "kube-system", _preload_content=False, _request_timeout=self.request_timeout
+            )
+            uid: str = json.loads(response.data)["metadata"]["uid"]
+        return uid
 
     def check_resource(self, resource: Resource, namespace: str | None = None) -> None:
         """Fail with KubeNotFound (CRD missing) or KubeForbidden (RBAC) before starting."""

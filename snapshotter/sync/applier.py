@@ -228,7 +228,7 @@ class Applier:
         )
         self._rejected.add((bad.resource, bad.uid, rv))
         result.rejected += 1
-        self.stats.count("rejected", bad.resource)
+        self.stats.reject(bad.resource)
         log.error(
             "object rejected by the database, recorded in snapshotter_rejects "
             "kind=%s ref=%s/%s rv=%s error=%s",
@@ -288,6 +288,12 @@ class Applier:
     def _adopt(self, changes: ChangeSet, inputs: Sequence[Input]) -> None:
         apply_delta(self.state, changes.delta)
         self._note_opaque(inputs)
+        now = self.clock()
+        for item in inputs:
+            if isinstance(item, Observed):
+                self.stats.latency(max(0.0, (now - item.at).total_seconds()))
+        for row in changes.finished:
+            self.stats.job_finished(row)
         if self.on_commit is not None:
             runners = [
                 i.record

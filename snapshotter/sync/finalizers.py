@@ -136,7 +136,7 @@ class FinalizerKeeper:
         except (KubeConflict, KubeNotFound):
             pass  # changed or gone meanwhile; its next observation decides again
         except KubeError as e:
-            self.stats.count("errors", "finalizer")
+            self.stats.error("finalizer")
             log.warning(
                 "finalizer %s failed runner=%s/%s error=%s",
                 task.action,
@@ -145,7 +145,7 @@ class FinalizerKeeper:
                 e,
             )
         else:
-            self.stats.count("events", ("finalizers", task.action))
+            self.stats.finalizer_patched(task.action)
 
     def close(self) -> None:
         """Finish queued patches, then stop the worker."""

@@ -19,6 +19,7 @@ from snapshotter.errors import ParseError
 from snapshotter.model import parse
 from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS, Identity
 from snapshotter.model.versions import Version
+from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class ParseReport:
     Shared by the poller and the watchers, so it takes a lock."""
 
     limit: int = 10_000
+    stats: SyncStats | None = None
     skipped: int = 0
     warnings: int = 0
     _reported: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
@@ -58,6 +60,8 @@ class ParseReport:
     def skip(self, error: ParseError, ident: Identity | None) -> None:
         with self._lock:
             self.skipped += 1
+        if self.stats is not None:
+            self.stats.malformed()
         if ident is None or self.first_time(ident.uid, ident.resource_version):
             log.warning(
                 "skipped malformed object kind=%s ref=%s reason=%s",

@@ -22,9 +22,14 @@ from typing import Any
 
 from snapshotter.clock import monotonic
 from snapshotter.diff.observed import Observed, merged
+from snapshotter.errors import SnapshotterError
 from snapshotter.model.versions import Version
 
 Key = tuple[str, str]
+
+
+class StandingBy(SnapshotterError):
+    """A list given to a replica that does not write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,20 @@ class PendingQueue:
             for stream, rv in work.progress.items():
                 self._progress.setdefault(stream, (ticket, rv))
             self._cond.notify_all()
+
+    def drop_older_than(self, cutoff: datetime) -> int:
+        """Forget objects last observed before `cutoff`, and pending lists and
+        progress (a standby's queue: only a takeover's recent past matters)."""
+        with self._cond:
+            old = [key for key, (_, obs) in self._objects.items() if obs.at < cutoff]
+            for key in old:
+                del self._objects[key]
+            markers, self._markers = self._markers, []
+            self._progress.clear()
+            self._cond.notify_all()
+        for _, marker in markers:
+            marker.finish(error=StandingBy("a standby does not apply lists"))
+        return len(old)
 
     def abandon(self, markers: Sequence[ListMarker], error: BaseException) -> None:
         """Fail the given markers (their lists will not be applied)."""

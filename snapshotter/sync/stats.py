@@ -1,18 +1,33 @@
-"""Counters of the sync engine, for logs, tests and the metrics endpoint.
+"""What the sync engine measures, as Prometheus metrics and a periodic log line.
 
-Updated from several threads (watchers, the poller, the writer), so every change
-takes a lock.
+One registry per daemon (not the process-global one), so that several daemons can
+run in one process (tests, embedding). Names follow Prometheus conventions: the
+`snapshotter_` prefix, base units (`_seconds`), `_total` for counters; labels are
+bounded (resources, tables, kinds, pools, repositories, workflows; never a uid or
+a job id). Updated from several threads; prometheus_client's metrics are
+thread-safe, and the few plain counters of the log line take a lock.
 """
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
+
+from snapshotter.clock import utc_now
+from snapshotter.diff.rows import RunnerStateRow
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STARTUP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
 
 
 @dataclass
 class LatencyStats:
-    """Seconds from receiving an observation to committing it."""
+    """Seconds from receiving an observation to committing it (for the log line)."""
 
     count: int = 0
     total: float = 0.0
@@ -28,49 +43,246 @@ class LatencyStats:
         return self.total / self.count if self.count else 0.0
 
 
+def _pool(row: RunnerStateRow) -> str:
+    if row.runner_set_namespace and row.runner_set_name:
+        return f"{row.runner_set_namespace}/{row.runner_set_name}"
+    return ""
+
+
+class _Metrics:
+    """The Prometheus side (see the module doc for the naming)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.cycle = Histogram(
+            "snapshotter_poll_cycle_duration_seconds",
+            "Poll cycles: listing everything and applying it",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.list_duration = Histogram(
+            "snapshotter_poll_list_duration_seconds",
+            "Poll cycles: the lists alone",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.listed = Gauge(
+            "snapshotter_listed_objects", "Objects in the last list", ["resource"], registry=r
+        )
+        self.rows = PromCounter(
+            "snapshotter_rows_written_total", "Rows written", ["table", "kind"], registry=r
+        )
+        self.events = PromCounter(
+            "snapshotter_watch_events_total", "Watch events", ["resource", "type"], registry=r
+        )
+        self.watch_restarts = PromCounter(
+            "snapshotter_watch_restarts_total", "Watch requests opened", ["resource"], registry=r
+        )
+        self.relists = PromCounter(
+            "snapshotter_watch_relists_total",
+            "Relists after 410 Gone or a too large resourceVersion",
+            ["resource"],
+            registry=r,
+        )
+        self.bookmarks = PromCounter(
+            "snapshotter_watch_bookmarks_total", "Watch bookmarks", ["resource"], registry=r
+        )
+        self.refused = PromCounter(
+            "snapshotter_watch_events_refused_total",
+            "Events refused by a full pending queue (the watch relists)",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "snapshotter_queue_pending_objects", "Objects waiting to be written", registry=r
+        )
+        self.capacity = Gauge(
+            "snapshotter_queue_capacity_objects", "Cap of the pending queue", registry=r
+        )
+        self.latency = Histogram(
+            "snapshotter_apply_latency_seconds",
+            "From receiving an observation to committing it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = PromCounter(
+            "snapshotter_errors_total", "Errors by kind", ["kind"], registry=r
+        )
+        self.fitted = PromCounter(
+            "snapshotter_values_fitted_total",
+            "Values changed to fit their column (clipped, nulled, NUL dropped)",
+            ["table", "column"],
+            registry=r,
+        )
+        self.rejected = PromCounter(
+            "snapshotter_objects_rejected_total",
+            "Objects the database refused (recorded in snapshotter_rejects)",
+            ["resource"],
+            registry=r,
+        )
+        self.malformed = PromCounter(
+            "snapshotter_objects_skipped_total", "Malformed objects skipped", registry=r
+        )
+        self.last_commit = Gauge(
+            "snapshotter_last_commit_timestamp_seconds",
+            "When a transaction last committed (Unix time)",
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "snapshotter_database_available", "1 while the database answers", registry=r
+        )
+        self.leader = Gauge(
+            "snapshotter_leader", "1 while this replica is the one that writes", registry=r
+        )
+        self.finalizers = PromCounter(
+            "snapshotter_finalizer_patches_total",
+            "Finalizer patches (finalizer capture)",
+            ["action"],
+            registry=r,
+        )
+        self.jobs = PromCounter(
+            "snapshotter_jobs_finished_total",
+            "Jobs finished, as recorded",
+            ["pool", "repository", "workflow", "completion_source"],
+            registry=r,
+        )
+        self.startup = Histogram(
+            "snapshotter_runner_startup_seconds",
+            "From a runner's creation to its job being assigned",
+            ["pool"],
+            buckets=STARTUP_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "snapshotter_job_duration_seconds",
+            "From a job being assigned to its runner finishing",
+            ["pool"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+
 @dataclass
 class SyncStats:
-    watch_restarts: Counter[str] = field(default_factory=Counter)  # by stream
-    relists: Counter[str] = field(default_factory=Counter)  # 410 / expired, by stream
-    bookmarks: Counter[str] = field(default_factory=Counter)
-    events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stream, type)
-    errors: Counter[str] = field(default_factory=Counter)  # by kind
-    rows: Counter[str] = field(default_factory=Counter)  # "table.kind" -> rows written
-    fitted: Counter[str] = field(default_factory=Counter)  # "table.column" -> values fitted
-    rejected: Counter[str] = field(default_factory=Counter)  # by resource
-    dropped_events: int = 0  # refused by a full queue (the watch relists)
+    """The engine's counters: Prometheus metrics, plus totals for the log line."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    events: int = 0
+    bookmarks: int = 0
+    watch_restarts: int = 0
+    relists: int = 0
+    refused: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    fitted: int = 0
+    rejected: int = 0
     commits: int = 0
+    dropped_at_shutdown: int = 0
     apply_latency: LatencyStats = field(default_factory=LatencyStats)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, counter: str, key: object, n: int = 1) -> None:
-        with self._lock:
-            getattr(self, counter)[key] += n
+    def __post_init__(self) -> None:
+        self.metrics = _Metrics(self.registry)
 
-    def dropped(self, n: int) -> None:
+    def _add(self, name: str, n: int = 1) -> None:
         with self._lock:
-            self.dropped_events += n
+            setattr(self, name, getattr(self, name) + n)
+
+    # -- the watch ---------------------------------------------------------------
+
+    def watch_restarted(self, stream: str) -> None:
+        self._add("watch_restarts")
+        self.metrics.watch_restarts.labels(stream).inc()
+
+    def relisted(self, stream: str) -> None:
+        self._add("relists")
+        self.metrics.relists.labels(stream).inc()
+
+    def bookmark(self, stream: str) -> None:
+        self._add("bookmarks")
+        self.metrics.bookmarks.labels(stream).inc()
+
+    def event(self, stream: str, kind: str) -> None:
+        self._add("events")
+        self.metrics.events.labels(stream, kind).inc()
+
+    def refused_event(self) -> None:
+        self._add("refused")
+        self.metrics.refused.inc()
+
+    # -- the writer --------------------------------------------------------------
+
+    def error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] += 1
+        self.metrics.errors.labels(kind).inc()
+
+    def committed(self, rows: Mapping[str, int], fitted: Mapping[str, int]) -> None:
+        self._add("commits")
+        self._add("fitted", sum(fitted.values()))
+        for key, n in rows.items():
+            table, _, kind = key.partition(".")
+            self.metrics.rows.labels(table, kind).inc(n)
+        for key, n in fitted.items():
+            table, _, column = key.partition(".")
+            self.metrics.fitted.labels(table, column).inc(n)
+        self.metrics.last_commit.set(utc_now().timestamp())
 
     def latency(self, seconds: float) -> None:
         with self._lock:
             self.apply_latency.observe(seconds)
+        self.metrics.latency.observe(seconds)
 
-    def committed(self, rows: Mapping[str, int], fitted: Mapping[str, int]) -> None:
-        with self._lock:
-            self.commits += 1
-            self.rows.update(rows)
-            self.fitted.update(fitted)
+    def reject(self, resource: str) -> None:
+        self._add("rejected")
+        self.metrics.rejected.labels(resource).inc()
+
+    def job_finished(self, row: RunnerStateRow) -> None:
+        pool = _pool(row)
+        source = row.completion_source or ""
+        self.metrics.jobs.labels(
+            pool, row.job_repository or "", row.workflow_name or "", source
+        ).inc()
+        if row.job_assigned_at and row.creation_timestamp:
+            started = (row.job_assigned_at - row.creation_timestamp).total_seconds()
+            self.metrics.startup.labels(pool).observe(max(0.0, started))
+        if row.job_assigned_at and row.completed_at:
+            duration = (row.completed_at - row.job_assigned_at).total_seconds()
+            self.metrics.duration.labels(pool).observe(max(0.0, duration))
+
+    def dropped(self, n: int) -> None:
+        self._add("dropped_at_shutdown", n)
+
+    def database_available(self, up: bool) -> None:
+        self.metrics.database_up.set(1 if up else 0)
+
+    def leading(self, leader: bool) -> None:
+        self.metrics.leader.set(1 if leader else 0)
+
+    def watch_queue(self, pending: Callable[[], int], capacity: int) -> None:
+        self.metrics.pending.set_function(pending)
+        self.metrics.capacity.set(capacity)
+
+    # -- the poller and others ---------------------------------------------------
+
+    def cycle(self, listed: Mapping[str, int], list_seconds: float, seconds: float) -> None:
+        self.metrics.list_duration.observe(list_seconds)
+        self.metrics.cycle.observe(seconds)
+        for stream, n in listed.items():
+            self.metrics.listed.labels(stream).set(n)
+
+    def malformed(self, n: int = 1) -> None:
+        self.metrics.malformed.inc(n)
+
+    def finalizer_patched(self, action: str) -> None:
+        self.metrics.finalizers.labels(action).inc()
 
     def line(self) -> str:
         """A compact `key=value` summary for the periodic log line."""
         with self._lock:
-            events = sum(self.events.values())
             return (
-                f"events={events} bookmarks={sum(self.bookmarks.values())} "
-                f"watch_restarts={sum(self.watch_restarts.values())} "
-                f"relists_410={sum(self.relists.values())} dropped={self.dropped_events} "
-                f"errors={sum(self.errors.values())} fitted={sum(self.fitted.values())} "
-                f"rejected={sum(self.rejected.values())} commits={self.commits} "
+                f"events={self.events} bookmarks={self.bookmarks} "
+                f"watch_restarts={self.watch_restarts} relists_410={self.relists} "
+                f"refused={self.refused} errors={sum(self.errors.values())} "
+                f"fitted={self.fitted} rejected={self.rejected} commits={self.commits} "
                 f"events_applied={self.apply_latency.count} "
                 f"apply_latency_mean_ms={1000 * self.apply_latency.mean:.0f} "
                 f"apply_latency_max_ms={1000 * self.apply_latency.maximum:.0f}"

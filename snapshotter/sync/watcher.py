@@ -115,11 +115,11 @@ class Watcher(threading.Thread):
                     self._resume = self._relist()
                 self._watch(self._resume)
             except ResourceVersionExpired as e:
-                self.stats.count("relists", self.name_)
+                self.stats.relisted(self.name_)
                 log.info("watch expired, relisting stream=%s reason=%s", self.name_, e)
                 self._resume = None
             except BufferFull:
-                self.stats.dropped(1)
+                self.stats.refused_event()
                 log.warning(
                     "pending queue full, relisting when there is room stream=%s", self.name_
                 )
@@ -128,7 +128,7 @@ class Watcher(threading.Thread):
             except SnapshotterError as e:
                 self._failed(e)
             except Exception:  # a bug must not end the loop: log it in full, back off, relist
-                self.stats.count("errors", "watch-crash")
+                self.stats.error("watch-crash")
                 log.exception("watch loop crashed, relisting stream=%s", self.name_)
                 self._resume = None
                 self._pause()
@@ -140,7 +140,7 @@ class Watcher(threading.Thread):
         if self._stop_requested.is_set():
             return  # the stream was aborted to stop: not a failure
         kind = "kube" if isinstance(error, KubeError) else "queue"
-        self.stats.count("errors", kind)
+        self.stats.error(kind)
         self.liveness.set(self.name_, False)
         log.warning("watch failed, retrying stream=%s error=%s", self.name_, error)
         self._pause()
@@ -167,7 +167,7 @@ class Watcher(threading.Thread):
     def _watch(self, resume: str) -> None:
         """One watch request; every event moves `_resume`, so that an error in the
         middle of the stream resumes after the last event handed over."""
-        self.stats.count("watch_restarts", self.name_)
+        self.stats.watch_restarted(self.name_)
         timeout = self._rng.randint(
             self.tuning.min_timeout_seconds, self.tuning.max_timeout_seconds
         )
@@ -198,9 +198,9 @@ class Watcher(threading.Thread):
     def _handle(self, event: WatchEvent) -> str | None:
         rv = event.resource_version
         if event.type == "BOOKMARK":
-            self.stats.count("bookmarks", self.name_)
+            self.stats.bookmark(self.name_)
         else:
-            self.stats.count("events", (self.name_, event.type))
+            self.stats.event(self.name_, event.type)
             if not self.intake.event(self.resource, event.type, event.object):
                 raise BufferFull(f"{self.name_}: pending queue full")
         if rv is not None:

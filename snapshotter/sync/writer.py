@@ -1,4 +1,4 @@
-"""The writer thread: the only one that applies (SPEC §4.1, §7).
+"""The writer thread: the only one that applies (SPEC §4.1, §6, §7).
 
 It takes work from the pending queue in batches, one transaction per batch: while a
 transaction runs, new observations accumulate (merged per object) and the next
@@ -7,13 +7,22 @@ committed at once. When the database is unavailable the work goes back to the
 queue, and the writer probes the database every second or two, writing again as
 soon as it answers; producers never wait on it, except a list that finds the queue
 full. Pool counts, history rows and watch progress are written when due.
+
+With leader election, only the leader writes. A standby keeps what its watches saw
+in the last few lease durations (what a failover gap needs) and drops older
+observations; on becoming leader it bumps the leader epoch (every later write of
+the previous leader then fails in the database), reloads the persisted state and
+applies what it holds. A transaction refused by that fence makes it a standby at
+once, whatever its Lease says.
 """
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import timedelta
 
 from snapshotter.clock import monotonic
-from snapshotter.errors import StoreUnavailable
+from snapshotter.errors import StoreFenced, StoreUnavailable
 from snapshotter.sync.applier import Applier, ApplyResult
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.queue import PendingQueue, Work
@@ -21,6 +30,7 @@ from snapshotter.sync.queue import PendingQueue, Work
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0  # how often due counts, history and cursors are looked at
+TRIM_SECONDS = 1.0  # how often a standby drops what a takeover would not need
 
 
 class Writer:
@@ -31,23 +41,67 @@ class Writer:
         *,
         batch_max: int = 500,
         probe_seconds: float = 1.5,
+        idle_probe_seconds: float = 10.0,
         retry_outages: bool = True,
     ) -> None:
-        """`retry_outages=False` (`--once`): an outage fails the pending lists at once."""
+        """`retry_outages=False` (`--once`): an outage fails the pending lists at once.
+        `idle_probe_seconds`: a round trip to the database at least this often, so
+        that readiness knows it answers even when nothing is written."""
         self.applier = applier
         self.queue = queue
         self.batch_max = batch_max
         self.probe_seconds = probe_seconds
+        self.idle_probe_seconds = idle_probe_seconds
         self.retry_outages = retry_outages
         self.totals = ApplyResult()
+        self.failed: StoreUnavailable | None = None  # `--once` gave up on this
         self.database_available = True
-        self.last_commit = monotonic()
+        self.last_success = monotonic()  # last round trip that worked
         self.last_activity = monotonic()  # for the liveness probe
         self._next_probe = 0.0
         self._next_flush = 0.0
+        self._next_trim = 0.0
         self._crash_backoff = Backoff(initial=1.0, maximum=30.0)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self._leading = True  # without leader election, the one writer
+        self._takeover: Callable[[], None] | None = None
+        self._keep: timedelta | None = None  # standby: how far back observations matter
+        self._lock = threading.Lock()
+
+    # -- leadership ----------------------------------------------------------------
+
+    def follow(self, *, keep: timedelta) -> None:
+        """Stop writing (a standby); keep observations of the last `keep` only."""
+        with self._lock:
+            self._leading, self._takeover, self._keep = False, None, keep
+        self.applier.stats.leading(False)
+
+    def lead(self, takeover: Callable[[], None]) -> None:
+        """Start writing once `takeover` (run on this thread: bump the epoch, reload
+        the state) has succeeded."""
+        with self._lock:
+            self._takeover = takeover
+        self.queue.wait_for_work(0)
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    def _take_over(self) -> bool:
+        """Run a pending takeover; False while this replica may not write."""
+        with self._lock:
+            takeover = self._takeover
+        if takeover is None:
+            return self._leading
+        takeover()  # raises StoreUnavailable while the database is away
+        with self._lock:
+            if self._takeover is takeover:
+                self._leading, self._takeover, self._keep = True, None, None
+        self.applier.stats.leading(self._leading)
+        return self._leading
+
+    # -- the loop ------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread.ident is None:  # not started yet
@@ -64,34 +118,69 @@ class Writer:
 
     def step(self) -> bool:
         """One unit of work; False when there was nothing to do (or it must wait)."""
+        if self.failed is not None:
+            return False
         waiting = monotonic() < self._next_probe
         if not self.database_available and (waiting or not self._probe()):
+            return False
+        try:
+            if not self._take_over():
+                self._trim()
+                self._probe_when_idle()
+                return False
+        except StoreUnavailable as e:
+            self._outage(Work(), e)
             return False
         work = self.queue.take(self.batch_max)
         did = bool(work) and self._apply(work)
         if self.database_available and monotonic() >= self._next_flush:
             self._flush()
             self._next_flush = monotonic() + FLUSH_SECONDS
+        self._probe_when_idle()
         return did
+
+    def _trim(self) -> None:
+        keep = self._keep
+        if keep is None or monotonic() < self._next_trim:
+            return
+        self._next_trim = monotonic() + TRIM_SECONDS
+        dropped = self.queue.drop_older_than(self.applier.clock() - keep)
+        if dropped:
+            log.debug("standby dropped old observations objects=%d", dropped)
+
+    def _probe_when_idle(self) -> None:
+        if monotonic() - self.last_success >= self.idle_probe_seconds:
+            self._probe()
 
     def _probe(self) -> bool:
         try:
             self.applier.store.probe()
-        except StoreUnavailable:
+        except StoreUnavailable as e:
             self._next_probe = monotonic() + self.probe_seconds
+            if self.database_available:
+                self._outage(Work(), e)
             return False
-        log.info("database reachable again, writing pending=%d", len(self.queue))
-        self.database_available = True
+        self.last_success = monotonic()
+        if not self.database_available:
+            log.info("database reachable again, writing pending=%d", len(self.queue))
+            self.database_available = True
+            self.applier.stats.database_available(True)
         return True
 
     def _apply(self, work: Work) -> bool:
         try:
             result = self.applier.apply(work)
+        except StoreFenced as e:
+            log.warning("another replica leads now, this one stops writing: %s", e)
+            self.applier.stats.error("fenced")
+            self.queue.give_back(work)
+            self.follow(keep=self._keep or timedelta(seconds=30))
+            return False
         except StoreUnavailable as e:
             self._outage(work, e)
             return False
         except Exception:  # a bug must not stop the writer: log it, keep the work, back off
-            self.applier.stats.count("errors", "apply")
+            self.applier.stats.error("apply")
             log.exception("applying work crashed; retrying it later objects=%d", len(work.objects))
             self.queue.give_back(work)
             self.database_available = False
@@ -99,48 +188,56 @@ class Writer:
             return False
         self._crash_backoff.reset()
         self.totals.merge(result)
-        self.last_commit = monotonic()
+        self.last_success = monotonic()
         for marker in work.markers:
             marker.finish(marker.result)
         return True
 
     def _outage(self, work: Work, error: StoreUnavailable) -> None:
-        self.applier.stats.count("errors", "store")
+        self.applier.stats.error("database")
         if self.database_available:
             log.warning(
                 "database unavailable, holding observations pending=%d error=%s",
                 len(self.queue) + len(work.objects),
                 error,
             )
+            self.applier.stats.database_available(False)
         self.database_available = False
         self._next_probe = monotonic() + self.probe_seconds
-        if not self.retry_outages:
+        if not self.retry_outages:  # `--once`: it failed, and writes nothing more
+            self.failed = error
             self.queue.abandon(work.markers, error)
-            work.markers = []
+            self.queue.abandon(self.queue.take(len(self.queue) + 1).markers, error)
+            return
         self.queue.give_back(work)
 
     def _flush(self, *, force: bool = False) -> None:
         try:
             self.totals.merge(self.applier.flush(force=force))
+        except StoreFenced as e:
+            log.warning("another replica leads now, this one stops writing: %s", e)
+            self.follow(keep=self._keep or timedelta(seconds=30))
         except StoreUnavailable as e:
             self._outage(Work(), e)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is pending (if the database answers within `timeout`), then stop.
-        Producers must have stopped before."""
+        """Commit what is pending (if the database answers within `timeout`, and this
+        replica leads), then stop. Producers must have stopped before."""
         self._closing.set()
         self.queue.wait_for_work(0)  # wake the thread
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
+        if not self._leading or self.failed is not None:
+            return
         deadline = monotonic() + timeout
         self.database_available = True  # one more attempt, whatever the last probe said
         while monotonic() < deadline:
             work = self.queue.take(self.batch_max)
             if not work or not self._apply(work):
                 break
-        if self.database_available:
+        if self.database_available and self._leading:
             self._flush(force=True)
-        if len(self.queue):
+        if len(self.queue) and self._leading:
             log.error(
                 "database unavailable at shutdown, %d pending objects not committed",
                 len(self.queue),

@@ -65,6 +65,7 @@ def make_settings(
             "namespaces": [namespace],
             "kubernetes": {"kubeconfig": str(kube.kubeconfig())},
             "database": {"url": database_url(pg_engine)},
+            "metrics": {"port": 0},
         }
         values.update(overrides)
         return Settings(**values)

@@ -35,6 +35,7 @@ class DaemonProcess:
             "namespaces": [namespace],
             "kubernetes": {"kubeconfig": str(kube.kubeconfig())},
             "workflow_configs": [{"name": "all-jobs", "runner_set_name": ""}],
+            "metrics": {"port": 0},
             **settings,
         }
         self.config.write_text(yaml.safe_dump(config))

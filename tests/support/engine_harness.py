@@ -85,7 +85,7 @@ class Harness:
         """The writer does all the work it can: it goes on while there is work and a
         failed transaction or probe is followed by a successful one (a few tries)."""
         failed = 0
-        while failed < attempts:
+        while failed < attempts and self.writer.failed is None:
             if self.writer.step():
                 failed = 0
             elif self.queue.wait_for_work(0):

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from snapshotter.db.engine import masked_url
 from snapshotter.errors import ConfigError
-from snapshotter.settings import load_settings
+from snapshotter.settings import LeaderElectionSettings, Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "snapshotter.yaml"
 
@@ -89,7 +90,10 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     settings = load_settings(path)
     assert settings.interval_seconds == 5
     assert settings.database.auto_migrate is False  # nested keys merge
-    assert settings.database.masked_url() == "postgresql+psycopg2://lens:***@db:5432/lens"
+    assert (
+        masked_url(settings.database.effective_url())
+        == "postgresql+psycopg2://lens:***@db:5432/lens"
+    )
     assert "s3cret" not in settings.model_dump_json()
 
 
@@ -127,3 +131,27 @@ workflow_configs:
     )
     with pytest.raises(ConfigError, match="two configs for runner set ns/s"):
         load_settings(path)
+
+
+def test_numbers_are_not_booleans_and_namespaces_are_dns_labels(tmp_path: Path) -> None:
+    path = write(tmp_path, 'interval_seconds: true\nnamespaces: ["", "Bad_NS!", "ok-ns"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert [p.split(":", 1)[0] for p in info.value.problems] == [
+        "interval_seconds",
+        "namespaces.0",
+        "namespaces.1",
+    ]
+    assert "not a namespace name" in info.value.problems[1]
+
+
+def test_secret_query_parameters_never_show_in_a_masked_url() -> None:
+    url = "postgresql://lens@db/lens?sslmode=require&password=SECRET"
+    assert masked_url(url) == "postgresql://lens@db/lens?sslmode=require"
+
+
+def test_the_lease_name_is_suffixed_with_the_cluster_name() -> None:
+    assert Settings().lease_name == "github-runners-snapshotter"
+    assert Settings(cluster_name="east").lease_name == "github-runners-snapshotter-east"
+    named = Settings(cluster_name="east", leader_election=LeaderElectionSettings(lease_name="mine"))
+    assert named.lease_name == "mine"

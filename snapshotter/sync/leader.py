@@ -1,0 +1,158 @@
+"""Leader election on a Lease, with client-go's semantics and timings.
+
+A candidate acquires the Lease when it is free (no holder, released) or expired
+(not renewed for a lease duration, measured on the candidate's own clock from when
+it last saw the record change, so clocks need not agree), and renews it every retry
+period. A leader that cannot renew within the renew deadline stops leading. On stop
+the Lease is released (holder cleared, duration 1 s), so a standby takes over at
+once. Losing the Lease is only half of the story: a paused leader may write after
+its Lease expired, which is why writes are also fenced in the database (an epoch
+that each new leader bumps and every transaction checks).
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from snapshotter.clock import Clock, monotonic
+from snapshotter.errors import KubeError
+from snapshotter.kube.lease import LeaseRecord
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLock(Protocol):
+    def get(self) -> LeaseRecord | None: ...
+
+    def create(self, record: LeaseRecord) -> LeaseRecord: ...
+
+    def update(self, record: LeaseRecord) -> LeaseRecord: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """client-go's defaults."""
+
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class Elector(threading.Thread):
+    def __init__(
+        self,
+        lock: LeaseLock,
+        *,
+        identity: str,
+        clock: Clock,
+        on_started: Callable[[], None],
+        on_stopped: Callable[[], None],
+        timing: Timing = Timing(),
+    ) -> None:
+        super().__init__(name="leader-election", daemon=True)
+        self.lock, self.identity, self.clock, self.timing = lock, identity, clock, timing
+        self.on_started, self.on_stopped = on_started, on_stopped
+        self.last_activity = monotonic()  # for the liveness probe
+        self._stop_requested = threading.Event()
+        self._leading = threading.Event()
+        self._observed: LeaseRecord | None = None
+        self._observed_at = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading.is_set()
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+
+    def run(self) -> None:
+        while not self._stop_requested.is_set():
+            if not self._acquire():
+                continue
+            self._leading.set()
+            log.info("became leader identity=%s", self.identity)
+            self.on_started()
+            self._renew()
+            self._leading.clear()
+            if self._stop_requested.is_set():
+                self._release()
+            log.info("stopped leading identity=%s", self.identity)
+            self.on_stopped()
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait; True when a stop was requested meanwhile."""
+        self.last_activity = monotonic()
+        return self._stop_requested.wait(seconds)
+
+    def _acquire(self) -> bool:
+        while not self._stop_requested.is_set():
+            if self._try_acquire_or_renew():
+                return True
+            self._wait(self.timing.retry_period)
+        return False
+
+    def _renew(self) -> None:
+        """Renew every retry period until a renewal fails past the deadline or a stop."""
+        renewed = monotonic()
+        while not self._wait(self.timing.retry_period):
+            if self._try_acquire_or_renew():
+                renewed = monotonic()
+            elif monotonic() - renewed > self.timing.renew_deadline:
+                log.warning("could not renew the lease in time identity=%s", self.identity)
+                return
+
+    def _try_acquire_or_renew(self) -> bool:
+        now = self.clock()
+        try:
+            current = self.lock.get()
+            if current is None:
+                self._observe(
+                    self.lock.create(LeaseRecord(self.identity, self._duration(), now, now, 0))
+                )
+                return True
+            self._observe(current)
+            if current.holder not in ("", self.identity) and self._valid(current):
+                return False
+            mine = current.holder == self.identity
+            self._observe(
+                self.lock.update(
+                    replace(
+                        current,
+                        holder=self.identity,
+                        lease_duration_seconds=self._duration(),
+                        renew_time=now,
+                        acquire_time=current.acquire_time if mine else now,
+                        transitions=current.transitions if mine else current.transitions + 1,
+                    )
+                )
+            )
+        except KubeError as e:  # a conflict (someone else won) or the API is away
+            log.debug("lease attempt failed identity=%s error=%s", self.identity, e)
+            return False
+        return True
+
+    def _duration(self) -> int:
+        return max(1, round(self.timing.lease_duration))
+
+    def _observe(self, record: LeaseRecord) -> None:
+        if record != self._observed:
+            self._observed, self._observed_at = record, monotonic()
+
+    def _valid(self, record: LeaseRecord) -> bool:
+        """Whether another holder's lease is still running, by our own clock."""
+        return monotonic() < self._observed_at + record.lease_duration_seconds
+
+    def _release(self) -> None:
+        """Clear the holder so that a standby takes over at once (client-go's
+        ReleaseOnCancel)."""
+        try:
+            current = self.lock.get()
+            if current is None or current.holder != self.identity:
+                return
+            now = self.clock()
+            self.lock.update(replace(current, holder="", lease_duration_seconds=1, renew_time=now))
+            log.info("released the lease identity=%s", self.identity)
+        except KubeError as e:
+            log.warning("could not release the lease identity=%s error=%s", self.identity, e)
