@@ -469,6 +469,7 @@ class _Daemon:
             self.schedule.start()
             self.elector.start()
         else:
+            self.parts.stats.leading(True)  # the only replica: it writes
             initial = self._reconcile_at_start(stop)
             if initial is None:
                 return False

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from sqlalchemy import Engine
 
@@ -27,9 +28,12 @@ class DaemonProcess:
         namespace: str,
         engine: Engine,
         tmp_path: Path,
+        *,
+        name: str = "snapshotter",
+        env: dict[str, str] | None = None,
         **settings: Any,
     ) -> None:
-        self.config = tmp_path / "snapshotter.yaml"
+        self.config = tmp_path / f"{name}.yaml"
         config = {
             "interval_seconds": 60,
             "namespaces": [namespace],
@@ -39,9 +43,12 @@ class DaemonProcess:
             **settings,
         }
         self.config.write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
-        self.env = {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
-        self.log = tmp_path / "daemon.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")},
+            "SNAPSHOTTER_DATABASE__URL": database_url(engine),
+            **(env or {}),
+        }
+        self.log = tmp_path / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._earlier_starts = 0
 
@@ -81,6 +88,18 @@ class DaemonProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def get(self, path: str) -> tuple[int, str]:
+        """An HTTP GET on the daemon's metrics port: (status, body); (0, error) when it
+        does not answer."""
+        port = yaml.safe_load(self.config.read_text())["metrics"]["port"]
+        try:
+            response = urllib3.request(
+                "GET", f"http://127.0.0.1:{port}{path}", timeout=5, retries=False
+            )
+        except urllib3.exceptions.HTTPError as e:
+            return 0, str(e)
+        return response.status, response.data.decode()
 
     def log_times(self, text: str) -> list[datetime]:
         """When the daemon logged lines containing `text` (its own UTC timestamps)."""
