@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from snapshotter.clock import monotonic  # noqa: E402
 from snapshotter.db import engine as db_engine  # noqa: E402
 from snapshotter.db import migrate  # noqa: E402
-from tests.support.apiserver import TestCluster, start_cluster, testbin_dir  # noqa: E402
+from tests.support.apiserver import TestCluster, built_binaries, start_cluster  # noqa: E402
 from tests.support.arc_sim import FinishedRunner, Job, SimulatedArc  # noqa: E402
 from tests.support.postgres import PostgresServer, find_bindir  # noqa: E402
 
@@ -200,7 +200,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", default="watch,poll-only")
     args = parser.parse_args()
-    bindir, pg_bindir = testbin_dir(), find_bindir()
+    bindir, pg_bindir = built_binaries(), find_bindir()
     if bindir is None or pg_bindir is None:
         print("run `make test` (or hack/setup.sh) first: binaries missing", file=sys.stderr)
         return 1

@@ -35,7 +35,7 @@ from snapshotter.clock import monotonic, utc_now  # noqa: E402
 from snapshotter.db import engine as db_engine  # noqa: E402
 from snapshotter.db import migrate  # noqa: E402
 from snapshotter.sync.finalizers import FINALIZER  # noqa: E402
-from tests.support.apiserver import TestCluster, start_cluster, testbin_dir  # noqa: E402
+from tests.support.apiserver import TestCluster, built_binaries, start_cluster  # noqa: E402
 from tests.support.arc_sim import FinishedRunner, SimulatedArc  # noqa: E402
 from tests.support.daemon_process import DaemonProcess  # noqa: E402
 from tests.support.db_rows import rows  # noqa: E402
@@ -221,7 +221,7 @@ def main() -> int:
     parser.add_argument("--outages", default="10,30,60,120", help="outage lengths (s)")
     parser.add_argument("--kills", type=int, default=10, help="kill -9 rounds per scenario")
     args = parser.parse_args()
-    bindir, pg_bindir = testbin_dir(), find_bindir()
+    bindir, pg_bindir = built_binaries(), find_bindir()
     if bindir is None or pg_bindir is None:
         print("run `make test` (or hack/setup.sh) first: binaries missing", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.apiserver import TestCluster, start_cluster, testbin_dir  # noqa: E402
+from tests.support.apiserver import TestCluster, built_binaries, start_cluster  # noqa: E402
 from tests.support.arc_sim import Job, SimulatedArc  # noqa: E402
 from tests.support.samples_loader import load_samples  # noqa: E402
 
@@ -77,7 +77,7 @@ def print_tables() -> None:
 
 
 def main() -> int:
-    bindir = testbin_dir()
+    bindir = built_binaries()
     if bindir is None:
         print("kube-apiserver/etcd are not built: run hack/testbin/build.sh", file=sys.stderr)
         return 1

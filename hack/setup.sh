@@ -2,8 +2,9 @@
 # Installs everything the tests need on a fresh machine, and reuses what is there:
 #   - a virtualenv in .venv with the package and its test extras,
 #   - the PostgreSQL server binaries (Debian package) for the throwaway test server,
-#   - kube-apiserver and etcd, built from pinned Go modules (hack/testbin/build.sh).
-# Idempotent; safe to run before every test run. --no-postgres skips PostgreSQL (demo).
+#   - kube-apiserver and etcd, and helm, built from pinned Go modules (hack/testbin/build.sh).
+# Idempotent; safe to run before every test run. --no-postgres (the demo) skips
+# PostgreSQL and helm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +47,8 @@ setup_postgres() {
 }
 
 setup_venv
-[ "${1:-}" = "--no-postgres" ] || setup_postgres
 hack/testbin/build.sh >/dev/null
+if [ "${1:-}" != "--no-postgres" ]; then
+  setup_postgres
+  hack/testbin/build.sh helm >/dev/null
+fi

@@ -15,7 +15,7 @@ from snapshotter import daemon
 from snapshotter.settings import Settings
 from snapshotter.sync.finalizers import FINALIZER
 from tests.conftest import skip_or_fail
-from tests.support.apiserver import REPO, TestCluster, start_cluster, testbin_dir
+from tests.support.apiserver import REPO, TestCluster, built_binaries, start_cluster
 from tests.support.arc_sim import SimulatedArc
 from tests.support.daemon_process import database_url
 from tests.support.waiting import eventually
@@ -25,7 +25,7 @@ _namespaces = itertools.count()
 
 @pytest.fixture(scope="session")
 def kube() -> Iterator[TestCluster]:
-    bindir = testbin_dir()
+    bindir = built_binaries()
     if bindir is None:
         skip_or_fail("kube-apiserver/etcd are not built: run hack/testbin/build.sh")
     cluster = start_cluster(bindir)

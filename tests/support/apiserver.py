@@ -40,6 +40,10 @@ _ADMISSION = "/apis/admissionregistration.k8s.io/v1beta1"
 _COLLECTIONS = {
     "Namespace": "/api/v1/namespaces",
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
+    "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+    "Service": "/api/v1/namespaces/{namespace}/services",
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
@@ -49,10 +53,10 @@ _COLLECTIONS = {
 }
 
 
-def testbin_dir() -> Path | None:
-    """Where the built kube-apiserver and etcd are (None: not built on this machine)."""
+def built_binaries(component: str = "kube") -> Path | None:
+    """Where the built kube-apiserver and etcd (or helm) are; None: not built here."""
     result = subprocess.run(
-        [str(BUILD_SCRIPT), "--no-build"], capture_output=True, text=True, check=False
+        [str(BUILD_SCRIPT), "--no-build", component], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         return None
@@ -254,13 +258,31 @@ class TestCluster:
     ) -> list[dict[str, Any]]:
         """Create every document of a YAML manifest (kinds in _COLLECTIONS); `overrides`
         maps a kind to top-level keys that replace the document's own."""
-        rest = self.rest()
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
         for document in documents:
             document.update((overrides or {}).get(document["kind"], {}))
-            namespace = document["metadata"].get("namespace", "")
-            rest.post(_COLLECTIONS[document["kind"]].format(namespace=namespace), document)
+            self.create(document)
         return documents
+
+    def create(self, document: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Create one object (kinds in _COLLECTIONS); `dry_run`: the API server validates
+        and admits it, and stores nothing (server-side dry run)."""
+        namespace = document["metadata"].get("namespace", "")
+        collection = _COLLECTIONS[document["kind"]].format(namespace=namespace)
+        params = {"dryRun": "All", "fieldValidation": "Strict"} if dry_run else None
+        return self.rest().request("POST", collection, document, params=params)
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        token = self.rest().post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 86400},
+            },
+        )
+        value: str = token["status"]["token"]
+        return value
 
     def delete_manifest(self, path: Path) -> None:
         rest = self.rest()
@@ -273,20 +295,13 @@ class TestCluster:
     def install_snapshotter_rbac(self) -> None:
         """Apply config/deploy/rbac.yaml as shipped and log in as its ServiceAccount,
         so that the tests run the snapshotter with exactly the documented rights."""
-        rest = self.rest()
         documents = [d for d in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if d]
         account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]
         self.create_namespace(account["namespace"])
         self.apply_manifest(RBAC_MANIFEST)
-        token = rest.post(
-            f"/api/v1/namespaces/{account['namespace']}/serviceaccounts/{account['name']}/token",
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 86400},
-            },
+        self.tokens[SNAPSHOTTER_USER] = self.service_account_token(
+            account["namespace"], account["name"]
         )
-        self.tokens[SNAPSHOTTER_USER] = token["status"]["token"]
         self.write_kubeconfig(SNAPSHOTTER_USER)
 
     def write_kubeconfig(self, user: str) -> Path:

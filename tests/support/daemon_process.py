@@ -33,6 +33,7 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         **settings: Any,
     ) -> None:
+        self.engine = engine
         self.config = tmp_path / f"{name}.yaml"
         config = {
             "interval_seconds": 60,
