@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import urllib3
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.apiserver import TestCluster, built_binaries, start_cluster  # noqa: E402
 from tests.support.arc_sim import Job, SimulatedArc  # noqa: E402
+from tests.support.postgres import free_port  # noqa: E402
 from tests.support.samples_loader import load_samples  # noqa: E402
 
 WORK = REPO / ".demo"
@@ -41,10 +43,11 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def write_config(kubeconfig: Path) -> Path:
+def write_config(kubeconfig: Path, metrics_port: int) -> Path:
     config = {
         "cluster_name": "demo",
         "interval_seconds": 1,
+        "metrics": {"port": metrics_port, "address": "127.0.0.1"},
         "namespaces": ["arc-runners", "arc-payments"],
         "kubernetes": {"kubeconfig": str(kubeconfig)},
         "database": {"sqlite_path": str(WORK / "snapshotter.db")},
@@ -107,7 +110,8 @@ def demo(cluster: TestCluster) -> int:
         )
         for n in range(3)
     ]
-    config = write_config(cluster.kubeconfig())
+    metrics_port = free_port()
+    config = write_config(cluster.kubeconfig(), metrics_port)
 
     say(f"snapshotter --config {config.relative_to(REPO)} --once")
     once = subprocess.run(
@@ -137,6 +141,7 @@ def demo(cluster: TestCluster) -> int:
             for job in jobs:
                 job.result()
         threading.Event().wait(2)  # a few more cycles
+        print_metrics(metrics_port)
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=60)
@@ -147,6 +152,30 @@ def demo(cluster: TestCluster) -> int:
     print("    'deleted' = the watch saw the deletion, with the runner's last state.")
     say(f"the database is {(WORK / 'snapshotter.db').relative_to(REPO)}")
     return code
+
+
+SHOWN_METRICS = (
+    "snapshotter_jobs_finished_total",
+    "snapshotter_rows_written_total",
+    "snapshotter_watch_events_total",
+    "snapshotter_apply_latency_seconds_count",
+    "snapshotter_apply_latency_seconds_sum",
+    "snapshotter_job_duration_seconds_count",
+    "snapshotter_queue_pending_objects",
+    "snapshotter_leader",
+)
+
+
+def print_metrics(port: int) -> None:
+    """A few lines of the daemon's /metrics (the whole page has more)."""
+    say(f"curl http://127.0.0.1:{port}/metrics (excerpt), /readyz, /healthz")
+    page = urllib3.request("GET", f"http://127.0.0.1:{port}/metrics", timeout=5).data.decode()
+    for line in page.splitlines():
+        if line.startswith(SHOWN_METRICS):
+            print(f"    {line}")
+    for probe in ("/readyz", "/healthz"):
+        answer = urllib3.request("GET", f"http://127.0.0.1:{port}{probe}", timeout=5)
+        print(f"    {probe}: {answer.status} {answer.data.decode().strip()}")
 
 
 def wait_for_line(log: Path, text: str, timeout: float = 60) -> None:
