@@ -2,6 +2,7 @@
 
     snapshotter [--config FILE] [--once]     run the daemon, or one reconciliation
     snapshotter db upgrade                   create or upgrade the schema
+    snapshotter db upgrade --sql             print what the upgrade would run, change nothing
     snapshotter config check                 validate the configuration and print it
     snapshotter finalizers remove            remove our finalizer from every runner
 
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument(
+        "--sql",
+        action="store_true",
+        help="upgrade: print the statements it would run, change nothing (PostgreSQL)",
+    )
     config = commands.add_parser("config", help="configuration")
     config.add_argument("action", choices=["check"])
     finalizers = commands.add_parser(
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
-        return _db(args.action, settings)
+        return _db(args.action, settings, plan_only=args.sql)
     if args.command == "config":
         print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr stays masked
         return ExitCode.OK
@@ -114,17 +120,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return _run_daemon(settings)
 
 
-def _db(action: str, settings: Settings) -> int:
+def _db(action: str, settings: Settings, *, plan_only: bool = False) -> int:
     engine = db_engine.make_engine(settings.database.effective_url())
     try:
-        if action == "upgrade":
+        if action == "upgrade" and plan_only:
+            for statement in migrate.planned_upgrade(engine):
+                print(f"{statement};\n")  # noqa: T201
+        elif action == "upgrade":
             migrate.upgrade(engine)
         revision = migrate.current_revision(engine)
     except StoreError as e:
         raise StartupError(str(e)) from e
     finally:
         engine.dispose()
-    print(f"schema revision: {revision or 'none'} (head: {migrate.head_revision()})")  # noqa: T201
+    state = f"schema revision: {revision or 'none'} (head: {migrate.head_revision()})"
+    if plan_only:
+        state = f"-- nothing was run; {state}"
+    print(state)  # noqa: T201
     return ExitCode.OK
 
 

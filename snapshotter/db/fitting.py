@@ -6,6 +6,8 @@ before even sending them), and Kubernetes accepts all of those in status fields
 and annotations. So each value is fitted to its column: NULs and lone surrogates
 are dropped, over-long strings clipped, out-of-range integers nulled (0 where the
 column is NOT NULL). Each change is reported, so that it is logged and counted.
+A None for a column that is NOT NULL with a zero default (Lens's convention, see
+`live`) is written as that zero, silently: it means the same.
 """
 
 from collections.abc import Mapping
@@ -68,16 +70,21 @@ def _clean(text: str) -> str:
 class TableFitter:
     """Fits row dicts to one table's columns."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, zeros: Mapping[str, Any] | None = None) -> None:
         self.table = table.name
         self.rules = {c.name: r for c in table.columns if (r := _rule(c)) is not None}
+        self.zeros = dict(zeros or {})
 
     def fit(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Fitting]]:
         fitted = dict(values)
         changes: list[Fitting] = []
         for name, value in values.items():
+            if value is None:
+                if name in self.zeros:
+                    fitted[name] = self.zeros[name]
+                continue
             rule = self.rules.get(name)
-            if rule is None or value is None:
+            if rule is None:
                 continue
             if rule.kind == "string" and isinstance(value, str):
                 fitted[name] = self._string(name, value, rule, changes)

@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
     Table,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -35,6 +37,7 @@ from snapshotter.db import tables
 from snapshotter.db.deadline import Deadline
 from snapshotter.db.errors import translated
 from snapshotter.db.fitting import TableFitter
+from snapshotter.db.live import ZERO_TIME_BEFORE, LiveTable
 from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow, column_names
@@ -53,16 +56,19 @@ CONFIGS: Table = tables.WorkflowConfig.__table__  # type: ignore[assignment]
 CURSORS: Table = tables.SyncCursor.__table__  # type: ignore[assignment]
 REJECTS: Table = tables.Reject.__table__  # type: ignore[assignment]
 CLUSTERS: Table = tables.Cluster.__table__  # type: ignore[assignment]
+WRITTEN = (RUNNER_SETS_TABLE, RUNNERS_TABLE, RUNS, REJECTS)  # fitted to the live columns
 
 _RUNNER_SET_COLUMNS = column_names(RunnerSetRow)
 _RUNNER_COLUMNS = tuple(c for c in column_names(RunnerStateRow) if c != "runner_set_uid")
 # Columns the upsert never replaces once they hold a value (SPEC §4.4).
+# Lens's own runner-state columns, filled from the snapshotter's (SPEC §2).
+LENS_RUNNER_COLUMNS = ("repository", "completion_time", "deletion_time")
 RUNNER_FACTS = (
     "job_id",
     "job_request_id",
     "job_repository",
     "job_workflow_ref",
-    "workflow_run_id",
+    "job_workflow_run_id",
     "job_display_name",
     "github_run_id",
     "github_run_number",
@@ -123,13 +129,35 @@ class Store:
         self.engine = engine
         self.cluster_name = cluster_name
         self.namespaces = tuple(namespaces)
-        self.statements = _Statements(engine.dialect.name)
-        self.fitters = {
-            t.name: TableFitter(t) for t in (RUNNER_SETS_TABLE, RUNNERS_TABLE, RUNS, REJECTS)
-        }
+        self.sql = _Dialect(engine.dialect.name)
+        self._prepared: _Prepared | None = None
         self._set_ids: dict[str, int] = {}
         self._deadline = Deadline(timeout, on_timeout=engine.dispose)
         self.fence: int | None = None  # the leader epoch every write must still hold
+
+    def _ready(self) -> "_Prepared":
+        """Statements and fitters for the tables as the database has them (read once)."""
+        if self._prepared is None:
+
+            def reflect() -> dict[str, LiveTable]:
+                with self.engine.connect() as conn:
+                    return {t.name: LiveTable.reflect(conn, t) for t in WRITTEN}
+
+            live = self._call("reading the shape of the tables", reflect)
+            self._prepared = _Prepared(
+                live=live,
+                statements=_Statements(self.sql, live),
+                fitters={n: TableFitter(t.table, zeros=t.zeros) for n, t in live.items()},
+            )
+        return self._prepared
+
+    @property
+    def statements(self) -> "_Statements":
+        return self._ready().statements
+
+    @property
+    def fitters(self) -> dict[str, TableFitter]:
+        return self._ready().fitters
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one database operation with a deadline; errors become StoreErrors."""
@@ -153,6 +181,7 @@ class Store:
 
     def load_state(self) -> SyncState:
         """Active runner sets and runners not yet deleted: what the diff compares to."""
+        self._ready()
 
         def load() -> SyncState:
             with self.engine.connect() as conn:
@@ -170,6 +199,7 @@ class Store:
         """Stored rows (deleted ones included) of objects the state does not hold."""
         if resource not in (RUNNER_SETS, RUNNERS) or not uids:
             return []
+        self._ready()
 
         def load() -> list[RunnerSetRow | RunnerStateRow]:
             found: list[RunnerSetRow | RunnerStateRow] = []
@@ -190,24 +220,40 @@ class Store:
             clauses.append(table.c.namespace.in_(self.namespaces))
         return and_(*clauses)
 
+    # Rows without a resourceVersion were written by someone else (Lens's exporter,
+    # on an adopted database): they are not the snapshotter's to compare or finish.
+
     def _runner_sets(self, conn: Connection, *where: Any) -> list[RunnerSetRow]:
+        live = self._live(RUNNER_SETS_TABLE)
+        query = select(RUNNER_SETS_TABLE).where(
+            RUNNER_SETS_TABLE.c.resource_version.is_not(None), *where
+        )
         rows = []
-        for db_row in conn.execute(select(RUNNER_SETS_TABLE).where(*where)).mappings():
+        for db_row in conn.execute(query).mappings():
             self._set_ids[db_row["uid"]] = db_row["id"]
-            rows.append(RunnerSetRow(**{c: db_row[c] for c in _RUNNER_SET_COLUMNS}))
+            rows.append(RunnerSetRow(**live.read({c: db_row[c] for c in _RUNNER_SET_COLUMNS})))
         return rows
 
     def _runners(self, conn: Connection, *where: Any) -> list[RunnerStateRow]:
+        live = self._live(RUNNERS_TABLE)
         set_uid = RUNNER_SETS_TABLE.c.uid.label("runner_set_uid")
         query = (
             select(RUNNERS_TABLE, set_uid)
             .outerjoin(RUNNER_SETS_TABLE, RUNNER_SETS_TABLE.c.id == RUNNERS_TABLE.c.runner_set_id)
-            .where(*where)
+            .where(RUNNERS_TABLE.c.resource_version.is_not(None), *where)
         )
         return [
-            RunnerStateRow(runner_set_uid=m["runner_set_uid"], **{c: m[c] for c in _RUNNER_COLUMNS})
+            RunnerStateRow(
+                runner_set_uid=m["runner_set_uid"],
+                **live.read({c: m[c] for c in _RUNNER_COLUMNS}),
+            )
             for m in conn.execute(query).mappings()
         ]
+
+    def _live(self, table: Table) -> LiveTable:
+        if self._prepared is None:  # _ready() runs before any database call that reads
+            raise StoreError("the shape of the tables was not read")
+        return self._prepared.live[table.name]
 
     def load_configs(self) -> list[WorkflowConfig]:
         """Enabled configs for this cluster (or for any cluster: cluster_name '')."""
@@ -255,7 +301,7 @@ class Store:
         def claim() -> str | None:
             with self.engine.begin() as conn:
                 conn.execute(
-                    self.statements.insert(CLUSTERS).on_conflict_do_nothing(),
+                    self.sql.insert(CLUSTERS).on_conflict_do_nothing(),
                     [
                         {
                             "cluster_name": self.cluster_name,
@@ -288,7 +334,7 @@ class Store:
         def bump() -> int:
             with self.engine.begin() as conn:
                 conn.execute(
-                    self.statements.insert(CLUSTERS).on_conflict_do_nothing(),
+                    self.sql.insert(CLUSTERS).on_conflict_do_nothing(),
                     [{"cluster_name": self.cluster_name, "created_at": now, "updated_at": now}],
                 )
                 epoch: int = conn.execute(
@@ -331,6 +377,7 @@ class Store:
         cursors = list(cursors)
         if not changes.writes_rows and not cursors:
             return counts
+        self._ready()
         new_ids: dict[str, int] = {}
 
         def transaction() -> None:
@@ -371,7 +418,7 @@ class Store:
         rows = [self._config_row(c, now) for c in configs]
         if not rows:
             return 0
-        stmt = self.statements.insert(CONFIGS)
+        stmt = self.sql.insert(CONFIGS)
         key = ["runner_set_namespace", "runner_set_name", "cluster_name"]
         declared = [c for c in rows[0] if c not in (*key, "created_at", "updated_at")]
         stmt = stmt.on_conflict_do_update(
@@ -406,16 +453,40 @@ class Store:
         }
 
 
-class _Statements:
-    """The write statements, built once per store: constructing an upsert (its
-    `excluded` column collection) costs more than executing it."""
+class _Dialect:
+    """The dialect's INSERT, which has the upsert clauses."""
 
-    def __init__(self, dialect: str) -> None:
-        if dialect not in ("postgresql", "sqlite"):
-            raise StoreError(f"unsupported database dialect {dialect!r}")
-        self._module: Any = postgresql if dialect == "postgresql" else sqlite
+    def __init__(self, name: str) -> None:
+        if name not in ("postgresql", "sqlite"):
+            raise StoreError(f"unsupported database dialect {name!r}")
+        self._module: Any = postgresql if name == "postgresql" else sqlite
+
+    def insert(self, table: Table) -> Any:
+        return self._module.insert(table)
+
+
+class _Statements:
+    """The write statements, built once per store for the tables as they are:
+    constructing an upsert (its `excluded` column collection) costs more than
+    executing it."""
+
+    def __init__(self, sql: _Dialect, live: dict[str, LiveTable]) -> None:
+        self.insert = sql.insert
         self.runner_sets = self._runner_set_upsert()
-        self.runners = self._runner_upsert()
+        self.runners = self._runner_upsert(live[RUNNERS_TABLE.name])
+        # Lens keys its runner states by (namespace, name) too: a runner that takes
+        # the name of an earlier one (ARC may reuse names) replaces its row, as
+        # Lens's own upsert does.
+        t = RUNNERS_TABLE.c
+        self.free_names = (
+            RUNNERS_TABLE.delete().where(
+                t.namespace == bindparam("free_namespace"),
+                t.name == bindparam("free_name"),
+                t.uid != bindparam("free_uid"),
+            )
+            if live[RUNNERS_TABLE.name].name_key
+            else None
+        )
         # Any unique key may already hold the run (ours, or Lens's): skip, never fail.
         self.runs = self.insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
         self.history = self.insert(HISTORY)
@@ -432,9 +503,6 @@ class _Statements:
             },
         )
 
-    def insert(self, table: Table) -> Any:
-        return self._module.insert(table)
-
     def _runner_set_upsert(self) -> Any:
         stmt = self.insert(RUNNER_SETS_TABLE)
         t, ex = RUNNER_SETS_TABLE.c, stmt.excluded
@@ -446,20 +514,38 @@ class _Statements:
             t.uid, t.id
         )
 
-    def _runner_upsert(self) -> Any:
+    def _runner_upsert(self, live: LiveTable) -> Any:
         stmt = self.insert(RUNNERS_TABLE)
         t, ex = RUNNERS_TABLE.c, stmt.excluded
-        columns = (*_RUNNER_COLUMNS, "runner_set_id", "updated_at")
+        columns = (*_RUNNER_COLUMNS, *LENS_RUNNER_COLUMNS, "runner_set_id", "updated_at")
         values = {c: ex[c] for c in columns if c not in ("uid", "first_seen_at")}
-        for fact in RUNNER_FACTS:
-            values[fact] = func.coalesce(t[fact], ex[fact])
+        for fact in (*RUNNER_FACTS, "repository", "deletion_time"):
+            values[fact] = case((_unknown(t[fact], live), ex[fact]), else_=t[fact])
         values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)
         values["is_completed"] = or_(t.is_completed, ex.is_completed)
-        values["completed_at"] = case((t.is_completed, t.completed_at), else_=ex.completed_at)
-        values["completion_source"] = case(
-            (t.is_completed, t.completion_source), else_=ex.completion_source
+        for column in ("completed_at", "completion_time", "completion_source"):
+            values[column] = case((t.is_completed, t[column]), else_=ex[column])
+        return stmt.on_conflict_do_update(
+            index_elements=["uid"],
+            index_where=(t.uid != "") if live.uid_key_partial else None,
+            set_=values,
         )
-        return stmt.on_conflict_do_update(index_elements=["uid"], set_=values)
+
+
+def _unknown(column: Any, live: LiveTable) -> Any:
+    """The stored value means "not known yet": NULL, Lens's zero, or Go's zero time."""
+    if column.name in live.zeros:
+        return or_(column.is_(None), column == live.zeros[column.name])
+    if isinstance(column.type, DateTime):
+        return or_(column.is_(None), column < ZERO_TIME_BEFORE)
+    return column.is_(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    live: dict[str, LiveTable]
+    statements: _Statements
+    fitters: dict[str, TableFitter]
 
 
 @dataclass(slots=True)
@@ -487,6 +573,7 @@ class _Writer:
             rows = [
                 self._fitted(RUNNERS_TABLE, self._runner_values(w.row)) for w in changes.runners
             ]
+            self._free_names([r for r, w in zip(rows, changes.runners, strict=True) if w.new])
             self.conn.execute(statements.runners, rows)
             self._count(RUNNERS_TABLE, [w.new for w in changes.runners])
         self._insert_runs(changes)
@@ -517,7 +604,21 @@ class _Writer:
     def _runner_values(self, row: RunnerStateRow) -> dict[str, Any]:
         values = {c: getattr(row, c) for c in _RUNNER_COLUMNS}
         values["runner_set_id"] = self._set_id(row.runner_set_uid)
+        values["repository"] = row.job_repository
+        values["completion_time"] = row.completed_at
+        values["deletion_time"] = row.deletion_timestamp
         return {**values, "created_at": self.now, "updated_at": self.now}
+
+    def _free_names(self, rows: list[dict[str, Any]]) -> None:
+        statement = self.store.statements.free_names
+        if statement is not None and rows:
+            self.conn.execute(
+                statement,
+                [
+                    {"free_namespace": r["namespace"], "free_name": r["name"], "free_uid": r["uid"]}
+                    for r in rows
+                ],
+            )
 
     def _set_id(self, uid: str | None) -> int | None:
         if uid is None:

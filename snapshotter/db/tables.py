@@ -155,8 +155,14 @@ class RunnerState(Base):
     job_request_id: Mapped[int | None] = mapped_column(BigInteger)
     job_repository: Mapped[str | None] = mapped_column(String(255))
     job_workflow_ref: Mapped[str | None] = mapped_column(Text)
-    workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    job_workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)  # status.workflowRunId
     job_display_name: Mapped[str | None] = mapped_column(Text)
+    # Lens's processor's link to the run row it derived; never written here
+    workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Lens's names for the job's repository, completion and deletion times
+    repository: Mapped[str | None] = mapped_column(String(500))
+    completion_time: Mapped[datetime | None]
+    deletion_time: Mapped[datetime | None]
     # Run facts (annotations, else derived from the workflow ref); Lens's names and sizes
     github_run_id: Mapped[int | None] = mapped_column(BigInteger)
     github_run_number: Mapped[int | None] = mapped_column(Integer)

@@ -150,7 +150,7 @@ def runner_state_row(
         job_request_id=None,
         job_repository=None,
         job_workflow_ref=None,
-        workflow_run_id=None,
+        job_workflow_run_id=None,
         job_display_name=None,
         github_run_id=None,
         github_run_number=None,

@@ -30,7 +30,7 @@ class JobSighting:
     job_request_id: int | None
     job_repository: str | None
     job_workflow_ref: str | None
-    workflow_run_id: int | None
+    job_workflow_run_id: int | None
     job_display_name: str | None
 
     @classmethod
@@ -43,7 +43,7 @@ class JobSighting:
             job_request_id=record.job_request_id,
             job_repository=record.job_repository,
             job_workflow_ref=record.job_workflow_ref,
-            workflow_run_id=record.workflow_run_id,
+            job_workflow_run_id=record.workflow_run_id,
             job_display_name=record.job_display_name,
         )
 

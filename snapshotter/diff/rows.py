@@ -114,7 +114,7 @@ class RunnerStateRow:
     job_request_id: int | None
     job_repository: str | None
     job_workflow_ref: str | None
-    workflow_run_id: int | None
+    job_workflow_run_id: int | None
     job_display_name: str | None
     # What a run row needs beyond the job fields (annotations, else derived from the
     # workflow ref), kept so that a runner recorded as vanished still gets them.
@@ -138,7 +138,7 @@ class RunnerStateRow:
 
     @property
     def has_job(self) -> bool:
-        return bool(self.job_id) or bool(self.job_request_id) or bool(self.workflow_run_id)
+        return bool(self.job_id) or bool(self.job_request_id) or bool(self.job_workflow_run_id)
 
     @property
     def is_live(self) -> bool:

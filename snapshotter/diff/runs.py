@@ -37,7 +37,7 @@ def run_facts(row: RunnerStateRow, annotations: RunAnnotations) -> ResolvedRunFa
     """Annotations first, else what the job fields say (SPEC §3.4)."""
     ref = _workflow_ref(row.job_workflow_ref)
     return ResolvedRunFacts(
-        github_run_id=row.workflow_run_id or annotations.run_id,
+        github_run_id=row.job_workflow_run_id or annotations.run_id,
         github_run_number=annotations.run_number,
         github_job_id=annotations.job_id,
         head_sha=annotations.sha,

@@ -96,7 +96,7 @@ def test_samples_then_once_then_rows_in_every_table(
     assert running["creation_timestamp"] == datetime.fromisoformat(
         created["er-running-job"]["metadata"]["creationTimestamp"]
     )
-    assert (running["phase"], running["job_display_name"], running["workflow_run_id"]) == (
+    assert (running["phase"], running["job_display_name"], running["job_workflow_run_id"]) == (
         "Running",
         "test (3.12)",
         15320047781,

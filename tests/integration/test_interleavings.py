@@ -53,7 +53,7 @@ FACT_COLUMNS = (
     "job_request_id",
     "job_repository",
     "job_workflow_ref",
-    "workflow_run_id",
+    "job_workflow_run_id",
     "job_display_name",
     "job_assigned_at",
     "completed_at",

@@ -82,7 +82,7 @@ def test_job_fields_arriving_update_the_runner_and_then_the_pool(
     [write] = changes.runners
     assert not write.new
     row = write.row
-    assert (row.job_id, row.workflow_run_id, row.github_run_id) == ("job-2", 99, 99)
+    assert (row.job_id, row.job_workflow_run_id, row.github_run_id) == ("job-2", 99, 99)
     assert (row.job_assigned_at, row.last_seen_at, row.first_seen_at) == (T1, T1, T0)
     assert row.resource_version == "20"
     assert changes.runner_sets == ()  # counts reach the pool row when they are due

@@ -4,7 +4,7 @@ or, for developers using the `alembic` command, on `SNAPSHOTTER_DATABASE__URL`."
 import os
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from snapshotter.db import engine as engine_factory
 from snapshotter.db import tables
@@ -23,19 +23,28 @@ def _engine() -> Engine:
     return engine_factory.make_engine(url)
 
 
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    # On a connection that is already in a transaction (a dry run), this one is
+    # used and neither committed nor rolled back here.
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
-    engine = _engine()
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            compare_type=True,
-            render_as_batch=engine.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+    given = config.attributes.get("connection")
+    if isinstance(given, Connection):
+        _run(given)
+        return
+    with _engine().connect() as connection:
+        _run(connection)
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported")
+    raise SystemExit("offline migrations are not supported: use `snapshotter db upgrade --sql`")
 run_migrations_online()

@@ -3,7 +3,8 @@
 Runner states keep the run facts (annotations, else derived from the workflow ref)
 so that a run recorded later, e.g. as vanished after a restart, has them; the
 names and sizes are those of Lens's own runner-state table. Objects the database
-refuses even after fitting are recorded in `snapshotter_rejects` (SPEC §7).
+refuses even after fitting are recorded in `snapshotter_rejects` (SPEC §7). An
+adopted Lens table has these columns already.
 
 Revision ID: 0002
 Revises: 0001
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from snapshotter.db import adoption
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -31,9 +34,9 @@ RUN_FACTS = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("github_ephemeral_runner_states") as batch:
-        for name, kind in RUN_FACTS:
-            batch.add_column(sa.Column(name, kind()))
+    adoption.add_columns(
+        "github_ephemeral_runner_states", [sa.Column(name, kind()) for name, kind in RUN_FACTS]
+    )
     op.create_table(
         "snapshotter_rejects",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True),
@@ -60,6 +63,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("snapshotter_rejects")
-    with op.batch_alter_table("github_ephemeral_runner_states") as batch:
-        for name, _ in RUN_FACTS:
-            batch.drop_column(name)
+    adoption.drop_added_columns("github_ephemeral_runner_states", [n for n, _ in RUN_FACTS])
