@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test demo setup bench bench-faults
+.PHONY: test demo setup bench bench-faults bench-scale
 
 test:
 	hack/test.sh $(ARGS)
@@ -19,3 +19,7 @@ bench:
 bench-faults:
 	hack/setup.sh
 	.venv/bin/python bench/faults.py --outages 10,30,60,120 --kills 10
+
+bench-scale:
+	hack/setup.sh
+	.venv/bin/python bench/scale.py --sizes 1000,10000,50000

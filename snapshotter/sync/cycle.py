@@ -92,10 +92,11 @@ def _log(result: PollResult) -> None:
             result.list_seconds * 1000,
         )
         return
+    changed = "".join(f" {k}={v}" for k, v in applied.summary.items() if v)
     log.info(
-        "cycle done listed=%d %s rows_written=%d list_ms=%d total_ms=%d",
+        "cycle done listed=%d%s rows_written=%d list_ms=%d total_ms=%d",
         sum(result.listed.values()),
-        " ".join(f"{k}={v}" for k, v in applied.summary.items() if v),
+        changed,
         applied.rows_written,
         result.list_seconds * 1000,
         result.seconds * 1000,
