@@ -60,9 +60,10 @@ WRITTEN = (RUNNER_SETS_TABLE, RUNNERS_TABLE, RUNS, REJECTS)  # fitted to the liv
 
 _RUNNER_SET_COLUMNS = column_names(RunnerSetRow)
 _RUNNER_COLUMNS = tuple(c for c in column_names(RunnerStateRow) if c != "runner_set_uid")
-# Columns the upsert never replaces once they hold a value (SPEC §4.4).
-# Lens's own runner-state columns, filled from the snapshotter's (SPEC §2).
+# Lens's own runner-state columns, filled from the snapshotter's (README, "Using an
+# existing Primus Lens database").
 LENS_RUNNER_COLUMNS = ("repository", "completion_time", "deletion_time")
+# Columns the upsert never replaces once they hold a value (SPEC §4.4).
 RUNNER_FACTS = (
     "job_id",
     "job_request_id",
