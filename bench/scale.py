@@ -168,28 +168,13 @@ class Population:
         ers = self.pools[n % POOLS]
         meta = ers["metadata"]
         pool = meta["labels"]["actions.github.com/scale-set-name"]
-        body = {
-            "apiVersion": "actions.github.com/v1alpha1",
-            "kind": "EphemeralRunner",
-            "metadata": {
-                "name": f"{meta['name']}-runner-{n:06d}",
-                "labels": self.sim._labels(pool, "runner"),
-                "annotations": {
-                    "actions.github.com/patch-id": "7",
-                    "actions.github.com/runner-scale-set-name": pool,
-                    "actions.github.com/runner-spec-hash": "6b7d9c5f8",
-                },
-                "finalizers": ["ephemeralrunner.actions.github.com/finalizer"],
-                "ownerReferences": [self.sim._owner(ers)],
-            },
-            "spec": {
-                "githubConfigUrl": "https://github.com/acme-corp",
-                "githubConfigSecret": f"{pool}-github-secret",
-                "runnerScaleSetId": 7,
-                **pod_template(pool),
-            },
+        spec = {
+            "githubConfigUrl": "https://github.com/acme-corp",
+            "githubConfigSecret": f"{pool}-github-secret",
+            "runnerScaleSetId": 7,
+            **pod_template(pool),
         }
-        runner = self.rest.post(f"{API}/namespaces/{self.namespace}/ephemeralrunners", body)
+        runner = self.sim.create_runner(ers, name=f"{meta['name']}-runner-{n:06d}", spec=spec)
         status: dict[str, Any] = {
             "runnerId": 100000 + n,
             "runnerName": runner["metadata"]["name"],

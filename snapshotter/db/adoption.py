@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from snapshotter.db.live import unique_keys
 from snapshotter.errors import StoreError
 
 ADDITIONS = "snapshotter_schema_additions"
@@ -145,15 +146,7 @@ def add_columns(table: str, columns: Iterable[sa.Column[Any]]) -> None:
 
 
 def _has_unique(table: str, columns: Sequence[str]) -> bool:
-    inspector = _inspector()
-    keys = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)]
-    keys += [
-        tuple(c for c in i["column_names"] if c)
-        for i in inspector.get_indexes(table)
-        if i["unique"]
-    ]
-    keys += [tuple(inspector.get_pk_constraint(table)["constrained_columns"])]
-    return tuple(columns) in keys
+    return tuple(columns) in unique_keys(op.get_bind(), table)
 
 
 # -- downgrading -------------------------------------------------------------------

@@ -47,7 +47,7 @@ class LiveTable:
                 continue
             if column.server_default is not None and (zero := _zero(column.type)) is not None:
                 zeros[column.name] = zero
-        uniques = _unique_keys(conn, declared.name)
+        uniques = unique_keys(conn, declared.name)
         return cls(
             table=reflected,
             zeros=zeros,
@@ -73,7 +73,7 @@ def _is_zero_time(value: datetime) -> bool:
     return aware < ZERO_TIME_BEFORE
 
 
-def _unique_keys(conn: Connection, table: str) -> dict[tuple[str, ...], str]:
+def unique_keys(conn: Connection, table: str) -> dict[tuple[str, ...], str]:
     """Unique column sets -> the partial index's predicate ('' when it covers all)."""
     inspector = inspect(conn)
     keys: dict[tuple[str, ...], str] = {}

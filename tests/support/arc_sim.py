@@ -232,14 +232,19 @@ class SimulatedArc:
         *,
         dry_run: bool = False,
         annotations: Mapping[str, str] | None = None,
+        name: str | None = None,
+        spec: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A runner of `ers` (named by the API server unless `name` is given), with the
+        runner set's ephemeralRunnerSpec unless `spec` is given."""
         meta = ers["metadata"]
         ars_name = meta["labels"]["actions.github.com/scale-set-name"]
-        body = {
+        naming = {"name": name} if name else {"generateName": f"{meta['name']}-runner-"}
+        body: dict[str, Any] = {
             "apiVersion": "actions.github.com/v1alpha1",
             "kind": "EphemeralRunner",
             "metadata": {
-                "generateName": f"{meta['name']}-runner-",
+                **naming,
                 "labels": {**self._labels(ars_name, "runner")},
                 "annotations": {
                     "actions.github.com/patch-id": "1",
@@ -250,7 +255,7 @@ class SimulatedArc:
                 "finalizers": RUNNER_FINALIZERS,
                 "ownerReferences": [self._owner(ers)],
             },
-            "spec": ers["spec"]["ephemeralRunnerSpec"],
+            "spec": spec if spec is not None else ers["spec"]["ephemeralRunnerSpec"],
         }
         params = {"dryRun": "All"} if dry_run else None  # admission runs, nothing is stored
         return self.rest.request("POST", self._path("ephemeralrunners"), body, params=params)
