@@ -12,12 +12,15 @@ import yaml
 from sqlalchemy import Engine
 
 from snapshotter import daemon
+from snapshotter.db import engine as db_engine
+from snapshotter.db import migrate
 from snapshotter.settings import Settings
 from snapshotter.sync.finalizers import FINALIZER
 from tests.conftest import skip_or_fail
 from tests.support.apiserver import REPO, TestCluster, built_binaries, start_cluster
 from tests.support.arc_sim import SimulatedArc
 from tests.support.daemon_process import database_url
+from tests.support.postgres import PostgresServer, find_bindir
 from tests.support.waiting import eventually
 
 _namespaces = itertools.count()
@@ -40,6 +43,26 @@ def namespace(kube: TestCluster) -> str:
     name = f"e2e-{next(_namespaces)}"
     kube.create_namespace(name)
     return name
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, for tests that stop or pause it."""
+    bindir = find_bindir()
+    assert bindir is not None  # the session's server started from the same binaries
+    server = PostgresServer(bindir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_engine(own_postgres: PostgresServer) -> Iterator[Engine]:
+    """A migrated database on `own_postgres`."""
+    engine = db_engine.make_engine(own_postgres.create_database("snapshotter"))
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

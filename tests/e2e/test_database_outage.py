@@ -21,46 +21,25 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from snapshotter.db import engine as db_engine
-from snapshotter.db import migrate
 from tests.support.apiserver import TestCluster
 from tests.support.arc_sim import FinishedRunner, SimulatedArc
 from tests.support.daemon_process import DaemonProcess
 from tests.support.db_rows import rows
 from tests.support.load import SteadyLoad
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, since it is stopped in the middle of the test."""
-    bindir = find_bindir()
-    assert bindir is not None  # the session's server started from the same binaries
-    server = PostgresServer(bindir)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def outage_engine(own_postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(own_postgres.create_database("snapshotter"))
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def start_daemon(
-    kube: TestCluster, namespace: str, outage_engine: Engine, tmp_path: Path
+    kube: TestCluster, namespace: str, own_engine: Engine, tmp_path: Path
 ) -> Iterator[Callable[..., DaemonProcess]]:
     """Start the daemon (default settings, but for `settings`) on the outage database."""
     started: list[DaemonProcess] = []
 
     def start(**settings: Any) -> DaemonProcess:
         daemon = DaemonProcess(
-            kube, namespace, outage_engine, tmp_path, interval_seconds=10, **settings
+            kube, namespace, own_engine, tmp_path, interval_seconds=10, **settings
         )
         daemon.start()
         started.append(daemon)
@@ -91,19 +70,19 @@ def test_a_60_s_outage_at_20_jobs_per_second_loses_nothing(
     sim: SimulatedArc,
     ers: dict[str, Any],
     own_postgres: PostgresServer,
-    outage_engine: Engine,
+    own_engine: Engine,
     start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = start_daemon()
     load = SteadyLoad(sim, ers, rate=20, seconds=80).start()
     threading_wait(10)
-    outage_engine.dispose()
+    own_engine.dispose()
     own_postgres.pause()
     threading_wait(60)
     own_postgres.resume()
     done = load.results()
-    eventually(lambda: all_recorded_once(outage_engine, done), timeout=120)
-    assert len(recorded(outage_engine)) == len(done) == 1600
+    eventually(lambda: all_recorded_once(own_engine, done), timeout=120)
+    assert len(recorded(own_engine)) == len(done) == 1600
     log = daemon.log.read_text()
     assert "database unavailable" in log
     assert "database reachable again" in log
@@ -115,24 +94,24 @@ def test_past_the_object_cap_the_relist_loses_only_what_it_must(
     sim: SimulatedArc,
     ers: dict[str, Any],
     own_postgres: PostgresServer,
-    outage_engine: Engine,
+    own_engine: Engine,
     start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = start_daemon(writer={"max_pending_objects": 100})
     load = SteadyLoad(sim, ers, rate=20, seconds=40, seed=2).start()
     threading_wait(5)
-    outage_engine.dispose()
+    own_engine.dispose()
     own_postgres.pause()
     threading_wait(20)  # 20 jobs/s: the 100-object cap fills in about 5 s
     own_postgres.resume()
     done = load.results()
-    eventually(lambda: len(recorded(outage_engine)) >= len(done) * 0.5, timeout=120)
+    eventually(lambda: len(recorded(own_engine)) >= len(done) * 0.5, timeout=120)
     threading_wait(5)  # the relist and what follows
     full = daemon.log_times("pending queue full")
     assert full, "the cap was never reached"
     relisted = [t for t in daemon.log_times("relisted stream=ephemeralrunners") if t > full[0]]
-    uids = set(recorded(outage_engine))
-    assert len(uids) == len(recorded(outage_engine))
+    uids = set(recorded(own_engine))
+    assert len(uids) == len(recorded(own_engine))
     lost = {d.uid for d in done if d.uid not in uids}
     # allowed: runners born after the queue filled and gone before the relist
     slack = timedelta(seconds=1)
@@ -165,7 +144,7 @@ def test_a_frozen_database_is_an_outage_not_a_hang(
     sim: SimulatedArc,
     ers: dict[str, Any],
     own_postgres: PostgresServer,
-    outage_engine: Engine,
+    own_engine: Engine,
     start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = start_daemon(database={"timeout_seconds": 3})
@@ -178,7 +157,7 @@ def test_a_frozen_database_is_an_outage_not_a_hang(
     for pid in frozen:
         os.kill(pid, signal.SIGCONT)
     done = load.results()
-    eventually(lambda: all_recorded_once(outage_engine, done), timeout=120)
+    eventually(lambda: all_recorded_once(own_engine, done), timeout=120)
     log = daemon.log.read_text()
     assert "no answer from the database within 6s" in log
     assert "database reachable again" in log

@@ -14,14 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from snapshotter.db import engine as db_engine
-from snapshotter.db import migrate
 from snapshotter.errors import ExitCode
 from tests.support.apiserver import TestCluster
 from tests.support.arc_sim import SimulatedArc
 from tests.support.daemon_process import DaemonProcess
 from tests.support.db_rows import rows
-from tests.support.postgres import PostgresServer, find_bindir, free_port
+from tests.support.postgres import PostgresServer, free_port
 from tests.support.waiting import eventually
 
 
@@ -44,24 +42,6 @@ def total(
         for (sample, sample_labels), value in metrics.items()
         if sample == name and set(labels.items()) <= set(sample_labels)
     )
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    bindir = find_bindir()
-    assert bindir is not None
-    server = PostgresServer(bindir)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_engine(own_postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(own_postgres.create_database("snapshotter"))
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
