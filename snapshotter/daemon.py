@@ -29,19 +29,19 @@ from snapshotter.errors import (
 from snapshotter.kube import resources
 from snapshotter.kube.client import KubeClient, load_api_client
 from snapshotter.kube.lease import LeaseClient
+from snapshotter.ops.endpoints import Endpoints
+from snapshotter.ops.health import Health, HealthLimits
+from snapshotter.ops.leader import Elector, Timing
+from snapshotter.ops.stats import SyncStats
 from snapshotter.scheduler import PollSchedule
 from snapshotter.settings import Settings
 from snapshotter.sync.applier import Applier, ApplyResult, stream_name
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.cycle import PollResult, poll_once
-from snapshotter.sync.endpoints import Endpoints
 from snapshotter.sync.finalizers import FinalizerKeeper, release_all
-from snapshotter.sync.health import Health, HealthLimits
 from snapshotter.sync.intake import Intake
-from snapshotter.sync.leader import Elector, Timing
 from snapshotter.sync.observations import ParseReport
 from snapshotter.sync.queue import PendingQueue
-from snapshotter.sync.stats import SyncStats
 from snapshotter.sync.watcher import Watcher, WatchTuning
 from snapshotter.sync.writer import Writer
 

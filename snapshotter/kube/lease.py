@@ -2,7 +2,7 @@
 
 Updates carry the resourceVersion that was read, so two candidates racing for the
 Lease cannot both win: the API server answers the loser 409 (KubeConflict). The
-election logic itself is in `sync.leader`; the official client's `leaderelection`
+election logic itself is in `ops.leader`; the official client's `leaderelection`
 module is not used (it neither releases the Lease on shutdown nor stops leading
 when its callback ends).
 """

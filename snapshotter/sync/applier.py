@@ -28,9 +28,9 @@ from snapshotter.diff.state import MapDelta, StateDelta, SyncState, apply_delta
 from snapshotter.errors import StoreRejected
 from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecord
 from snapshotter.model.versions import Version, integer_rv
+from snapshotter.ops.stats import SyncStats
 from snapshotter.sync.ports import Store
 from snapshotter.sync.queue import ListedStream, ListMarker, Work
-from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
 

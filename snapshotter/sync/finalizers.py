@@ -26,7 +26,7 @@ from snapshotter.kube import resources
 from snapshotter.kube.client import Listing
 from snapshotter.kube.resources import Resource
 from snapshotter.model.records import EphemeralRunnerRecord
-from snapshotter.sync.stats import SyncStats
+from snapshotter.ops.stats import SyncStats
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from snapshotter.errors import ParseError
 from snapshotter.model import parse
 from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS, Identity
 from snapshotter.model.versions import Version
-from snapshotter.sync.stats import SyncStats
+from snapshotter.ops.stats import SyncStats
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from snapshotter.errors import KubeError, ResourceVersionExpired, SnapshotterErr
 from snapshotter.kube.client import Page
 from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
+from snapshotter.ops.stats import SyncStats
 from snapshotter.sync.applier import WatchLiveness, stream_name
 from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.intake import Intake
 from snapshotter.sync.queue import ListMarker
-from snapshotter.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 from snapshotter.clock import monotonic, utc_now
 from snapshotter.errors import KubeConflict, KubeUnavailable
 from snapshotter.kube.lease import LeaseRecord
-from snapshotter.sync.leader import Elector, Timing
+from snapshotter.ops.leader import Elector, Timing
 from tests.support.waiting import eventually
 
 FAST = Timing(lease_duration=0.8, renew_deadline=0.5, retry_period=0.05)

@@ -19,11 +19,11 @@ from snapshotter.kube.client import Page
 from snapshotter.kube.decode import decode_page
 from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
+from snapshotter.ops.stats import SyncStats
 from snapshotter.sync.applier import WatchLiveness
 from snapshotter.sync.intake import Intake
 from snapshotter.sync.observations import ParseReport
 from snapshotter.sync.queue import PendingQueue
-from snapshotter.sync.stats import SyncStats
 from snapshotter.sync.watcher import Watcher, WatchTuning
 from tests.support import arc_objects as arc
 from tests.support.scenario import T0

@@ -17,8 +17,30 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from snapshotter.clock import monotonic
-from snapshotter.sync.applier import WatchLiveness
-from snapshotter.sync.writer import Writer
+
+
+class WriterView(Protocol):
+    """What health reads of the writer."""
+
+    @property
+    def database_available(self) -> bool: ...
+
+    @property
+    def last_success(self) -> float: ...
+
+    @property
+    def last_activity(self) -> float: ...
+
+    @property
+    def leading(self) -> bool: ...
+
+    def is_alive(self) -> bool: ...
+
+
+class Liveness(Protocol):
+    """Which watch streams are delivering events now."""
+
+    def __contains__(self, stream: str) -> bool: ...
 
 
 class Loop(Protocol):
@@ -55,9 +77,9 @@ class HealthLimits:
 
 @dataclass
 class Health:
-    writer: Writer
+    writer: WriterView
     watchers: Sequence[Loop]
-    liveness: WatchLiveness
+    liveness: Liveness
     schedule_running: Callable[[], bool]
     elector: Loop | None
     limits: HealthLimits
