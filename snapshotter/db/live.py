@@ -36,6 +36,7 @@ class LiveTable:
     zeros: dict[str, Any] = field(default_factory=dict)  # declared nullable, NOT NULL here
     uid_key_partial: bool = False  # the uid key is a partial index (uid <> '')
     name_key: bool = False  # (namespace, name) is unique too (Lens's runner states)
+    keys: frozenset[tuple[str, ...]] = frozenset()  # every unique column set
 
     @classmethod
     def reflect(cls, conn: Connection, declared: Table) -> "LiveTable":
@@ -53,6 +54,7 @@ class LiveTable:
             zeros=zeros,
             uid_key_partial=bool(uniques.get(("uid",))),
             name_key=("namespace", "name") in uniques,
+            keys=frozenset(uniques),
         )
 
     def read(self, values: dict[str, Any]) -> dict[str, Any]:

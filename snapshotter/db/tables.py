@@ -323,7 +323,8 @@ class SyncCursor(Base):
 
 
 class Reject(Base):
-    """Objects the database refused to store even after fitting (SPEC §7), with why."""
+    """Objects the database refused to store even after fitting (SPEC §7, §4.8), with
+    why, until they are written."""
 
     __tablename__ = "snapshotter_rejects"
     __table_args__ = (
@@ -345,6 +346,9 @@ class Reject(Base):
     resource_version: Mapped[str] = mapped_column(String(64), nullable=False)
     error: Mapped[str] = mapped_column(Text, nullable=False)
     rejected_at: Mapped[datetime] = _created()
+    # What was received about the object (a retry writes it); null for counts
+    payload: Mapped[Any] = mapped_column(Json, nullable=True)
+    retry_requested_at: Mapped[datetime | None]
 
 
 class Cluster(Base):

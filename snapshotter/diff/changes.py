@@ -17,14 +17,20 @@ from snapshotter.diff.rows import (
 from snapshotter.diff.state import StateDelta
 
 Row = TypeVar("Row")
+# Rows refused by the database that hold nothing to replay: computed again instead.
+COUNTS_REFUSED = "github_runner_sets.counts"
+HISTORY_REFUSED = "github_runner_set_history"
 
 
 @dataclass(frozen=True, slots=True)
 class RowWrite(Generic[Row]):
-    """A whole row to upsert; `new` when no row existed for its uid."""
+    """A whole row to upsert; `new` when no row existed for its uid. `superseded`:
+    a runner first seen already gone, because a newer runner holds its name (a
+    table keyed by name keeps the newer one's row)."""
 
     row: Row
     new: bool
+    superseded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +42,15 @@ class ChangeSet:
     history: tuple[RunnerSetHistoryRow, ...] = ()
     delta: StateDelta = field(default_factory=StateDelta)
     finished: tuple[RunnerStateRow, ...] = ()  # runners that just finished, having run a job
+    resolved: tuple[tuple[str, str], ...] = ()  # (resource, uid) refused before, written now
     completed: int = 0
     vanished: int = 0
     deleted: int = 0
+    names_reused: int = 0
 
     @property
     def writes_rows(self) -> bool:
-        return bool(self.runner_sets or self.runners or self.runs or self.history)
+        return bool(self.runner_sets or self.runners or self.runs or self.history or self.resolved)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -53,6 +61,7 @@ class ChangeSet:
             "runners_completed": self.completed,
             "runners_deleted": self.deleted,
             "runners_vanished": self.vanished,
+            "runner_names_reused": self.names_reused,
             "runs_derived": len(self.runs),
             "history_rows": len(self.history),
         }

@@ -79,6 +79,14 @@ def _noted_seqs(batch: _Batch) -> dict[str, int]:
     return {uid: o.version.seq for uid, o in batch.observed.items() if not o.version.comparable}
 
 
+def _created_before(a: RunnerStateRow, b: RunnerStateRow) -> bool:
+    """Whether runner `a` was created before `b` (by their creationTimestamps; when
+    those do not tell, the one already held counts as the older)."""
+    if a.creation_timestamp is None or b.creation_timestamp is None:
+        return False
+    return a.creation_timestamp < b.creation_timestamp
+
+
 def compute_changes(
     state: SyncState, inputs: Iterable[Input], *, context: DiffContext, now: datetime
 ) -> ChangeSet:
@@ -111,6 +119,7 @@ def compute_changes(
         completed=runner_pass.completed,
         vanished=runner_pass.vanished,
         deleted=runner_pass.deleted,
+        names_reused=runner_pass.names_reused,
     )
 
 
@@ -229,9 +238,11 @@ class _RunnerPass:
     runs: list[WorkflowRunRow] = field(default_factory=list)
     finished: list[RunnerStateRow] = field(default_factory=list)
     tally_changes: dict[str, Tally] = field(default_factory=dict)
+    names: dict[tuple[str, str], str] = field(default_factory=dict)  # batch's live names
     completed: int = 0
     vanished: int = 0
     deleted: int = 0
+    names_reused: int = 0
 
     def run(self, batch: _Batch) -> None:
         for uid in batch.uids():
@@ -241,40 +252,95 @@ class _RunnerPass:
                 vanished=batch.vanished.get(uid),
                 previous_seq=_seq(self.state, uid),
             )
-            row = runners.next_row(
-                previous, seen, index=self.index, cluster_name=self.context.cluster_name
-            )
+            row = self._next(previous, seen)
             if seen.vanished is not None and previous is not None and not previous.is_deleted:
                 self.vanished += 1
-            self._record(previous, row)
+            superseded = False
+            if previous is None and seen.observed is not None:
+                row, superseded = self._take_name(row, seen.observed.at)
+            self._record(previous, row, superseded=superseded)
+
+    def _next(self, previous: RunnerStateRow | None, seen: runners.Seen) -> RunnerStateRow:
+        return runners.next_row(
+            previous, seen, index=self.index, cluster_name=self.context.cluster_name
+        )
 
     def _tombstone(self, uid: str) -> RunnerStateRow | None:
         gone = self.state.gone.get((RUNNERS, uid))
         return gone if isinstance(gone, RunnerStateRow) else None
 
+    def _holder(self, row: RunnerStateRow) -> RunnerStateRow | None:
+        """The live runner that holds `row`'s name, if another one does."""
+        key = (row.namespace, row.name)
+        uid = self.names.get(key) if key in self.names else self.state.live_names.get(key)
+        if uid is None or uid == row.uid:
+            return None
+        holder = self.put.get(uid) or self.state.runners.get(uid)
+        return holder if holder is not None and not holder.is_deleted else None
+
+    def _take_name(self, row: RunnerStateRow, at: datetime) -> tuple[RunnerStateRow, bool]:
+        """A runner first seen with the name of a live one: Kubernetes names are
+        unique among live objects, so the older of the two is gone (recorded as
+        vanished now, before a table keyed by name gives its row to the newer)."""
+        holder = self._holder(row)
+        if holder is None:
+            return row, False
+        self.names_reused += 1
+        if _created_before(row, holder):
+            return self._vanish(row, at), True
+        self._record(holder, self._vanish(holder, at))
+        return row, False
+
+    def _vanish(self, row: RunnerStateRow, at: datetime) -> RunnerStateRow:
+        """`row` gone as of `at`: as if a list taken then, after its last observation,
+        did not show it."""
+        seq = _seq(self.state, row.uid)
+        gone = Vanished(RUNNERS, row.uid, Version(row.resource_version, seq + 1), at)
+        self.vanished += not row.is_deleted
+        return self._next(row, runners.Seen(vanished=gone, previous_seq=seq))
+
     def adopt_orphans(self, new_keys: Mapping[SetKey, str]) -> None:
         """Attach runners seen before their pool (watch streams are not ordered across
-        resources) to the pool once it appears."""
+        resources) to the pool once it appears; runners this batch wrote already
+        took it from the batch's own view."""
         if not new_keys:
             return
         for uid, runner in self.state.runners.items():
+            if uid in self.put or uid in self.gone or runner.runner_set_uid is not None:
+                continue
             key = SetKey(runner.runner_set_namespace or "", runner.runner_set_name or "")
-            if runner.runner_set_uid is None and key in new_keys and uid not in self.put:
+            if key in new_keys:
                 self._record(runner, replace(runner, runner_set_uid=new_keys[key]))
 
-    def _record(self, previous: RunnerStateRow | None, row: RunnerStateRow) -> None:
+    def _record(
+        self, previous: RunnerStateRow | None, row: RunnerStateRow, *, superseded: bool = False
+    ) -> None:
         if previous is not None and previous.is_deleted and row == previous:
             return  # an old observation of a runner already gone: nothing to say
         if previous is None:
-            self.writes.append(RowWrite(row, new=True))
+            self._write(RowWrite(row, new=True, superseded=superseded))
         elif changed_fields(previous, row, ignore=RUNNER_BOOKKEEPING):
-            self.writes.append(RowWrite(row, new=False))
+            self._write(RowWrite(row, new=False))
         self._count(previous, row)
         self._tally(previous, row)
+        key = (row.namespace, row.name)
         if row.is_deleted:
             self.gone[row.uid] = row
+            self.put.pop(row.uid, None)
+            if self.names.get(key, self.state.live_names.get(key)) == row.uid:
+                self.names[key] = ""
         else:
             self.put[row.uid] = row
+            self.names[key] = row.uid
+
+    def _write(self, write: RowWrite[RunnerStateRow]) -> None:
+        """One write per runner: a runner recorded again in this batch (its name was
+        taken) replaces its earlier write, which stays an insert if it was one."""
+        for i, earlier in enumerate(self.writes):
+            if earlier.row.uid == write.row.uid:
+                self.writes[i] = RowWrite(write.row, earlier.new, earlier.superseded)
+                return
+        self.writes.append(write)
 
     def _count(self, previous: RunnerStateRow | None, row: RunnerStateRow) -> None:
         was_completed = previous is not None and previous.is_completed

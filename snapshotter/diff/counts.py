@@ -93,3 +93,24 @@ def counts_due(state: SyncState, *, now: datetime, period: timedelta | None = No
             history_at=dict.fromkeys(written, now),
         ),
     )
+
+
+def by_pool(changes: ChangeSet) -> list[ChangeSet]:
+    """A counts ChangeSet as one per pool (to isolate a pool the database refuses)."""
+    history = {h.runner_set_uid: h for h in changes.history}
+    split = []
+    for write in changes.runner_sets:
+        uid = write.row.uid
+        split.append(
+            ChangeSet(
+                now=changes.now,
+                runner_sets=(write,),
+                history=(history[uid],) if uid in history else (),
+                delta=StateDelta(
+                    runner_sets=MapDelta(put={uid: write.row}),
+                    written={uid: changes.delta.written[uid]},
+                    history_at={uid: changes.delta.history_at[uid]},
+                ),
+            )
+        )
+    return split

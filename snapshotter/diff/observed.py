@@ -7,6 +7,9 @@ sighting of the job fields with its time, the first terminal phase, and a deleti
 `merged` is commutative and associative, so the result does not depend on how
 observations were batched or in which order they arrived. `Vanished` is the absence
 of a persisted object from a complete list.
+
+Every fact keeps the time it was first received (a list's items count from when
+the list began): the completion rule asks which of its signals came first.
 """
 
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from snapshotter.model.records import EphemeralRunnerRecord
 from snapshotter.model.versions import Version
 
 R = TypeVar("R")
+T = TypeVar("T", "JobSighting", "Deleting")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -49,6 +53,14 @@ class JobSighting:
 
 
 @dataclass(frozen=True, slots=True)
+class Deleting:
+    """The object was first seen being deleted (with a deletionTimestamp) then."""
+
+    at: datetime
+    timestamp: datetime  # metadata.deletionTimestamp, the API server's clock
+
+
+@dataclass(frozen=True, slots=True)
 class Observed(Generic[R]):
     """One object as observed, possibly over several events (see the module doc)."""
 
@@ -60,6 +72,7 @@ class Observed(Generic[R]):
     deleted_at: datetime | None = None  # a DELETED event was received then
     job: JobSighting | None = None  # runners: the first sighting of job fields
     terminal_at: datetime | None = None  # runners: first seen in a terminal phase
+    deleting: Deleting | None = None  # first seen with a deletionTimestamp
 
     @property
     def key(self) -> tuple[str, str]:
@@ -80,6 +93,7 @@ def sighting(
     if isinstance(record, EphemeralRunnerRecord):
         job = JobSighting.of(record, at)
         terminal = at if record.phase in TERMINAL_PHASES else None
+    timestamp = getattr(record, "deletion_timestamp", None)
     return Observed(
         resource,
         uid,
@@ -89,6 +103,7 @@ def sighting(
         deleted_at=at if deleted else None,
         job=job,
         terminal_at=terminal,
+        deleting=Deleting(at, timestamp) if timestamp is not None else None,
     )
 
 
@@ -100,10 +115,16 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(a, b)
 
 
+def _first(a: T | None, b: T | None) -> T | None:
+    """The sighting received first (`at`), or the one there is."""
+    if a is None or b is None:
+        return a or b
+    return a if a.at <= b.at else b
+
+
 def merged(a: Observed[R], b: Observed[R]) -> Observed[R]:
     """Both observations of one object as one: the newer state, the earliest facts."""
     newest = b if b.version.newer_than(a.version) else a
-    job = a.job if b.job is None or (a.job is not None and a.job.at <= b.job.at) else b.job
     return Observed(
         newest.resource,
         newest.uid,
@@ -111,8 +132,9 @@ def merged(a: Observed[R], b: Observed[R]) -> Observed[R]:
         newest.version,
         newest.at,
         deleted_at=_earliest(a.deleted_at, b.deleted_at),
-        job=job,
+        job=_first(a.job, b.job),
         terminal_at=_earliest(a.terminal_at, b.terminal_at),
+        deleting=_first(a.deleting, b.deleting),
     )
 
 

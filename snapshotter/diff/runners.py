@@ -10,11 +10,13 @@ assigned after its runner finished.
 """
 
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 from snapshotter.diff import completion
+from snapshotter.diff.completion import EARLIER, Ending
 from snapshotter.diff.mapping import RunnerSetIndex, runner_state_row
-from snapshotter.diff.observed import TERMINAL_PHASES, JobSighting, Observed, Vanished
+from snapshotter.diff.observed import JobSighting, Observed, Vanished
 from snapshotter.diff.rows import RunnerStateRow
 from snapshotter.diff.runs import ResolvedRunFacts, run_facts
 from snapshotter.model.records import EphemeralRunnerRecord, RunAnnotations
@@ -83,71 +85,87 @@ def _current(
 
 def _with_facts(
     row: RunnerStateRow, observed: Observed[EphemeralRunnerRecord] | None
-) -> RunnerStateRow:
+) -> tuple[RunnerStateRow, datetime | None]:
+    """Facts fill what is unknown; returns when the job was received if it is new
+    here. A runner deleted without ever showing a deletionTimestamp (its finalizers
+    stripped) takes the time its DELETED event was received, unless it was known to
+    be gone before."""
     if observed is None:
-        return row
-    if observed.job is not None:
+        return row, None
+    job_since = None
+    if observed.job is not None and row.job_assigned_at is None:
         row = _fill(row, {f: getattr(observed.job, f) for f in JOB_FIELDS})
         row = _fill(row, {"job_assigned_at": observed.job.at})
+        job_since = observed.job.at
     record = observed.record
+    deletion = observed.deleting.timestamp if observed.deleting else None
+    if deletion is None and not row.is_deleted:
+        deletion = observed.deleted_at
     row = _fill(
         row,
-        {
-            "creation_timestamp": record.creation_timestamp,
-            "deletion_timestamp": record.deletion_timestamp,
-        },
+        {"creation_timestamp": record.creation_timestamp, "deletion_timestamp": deletion},
     )
     annotations = record.annotations if row.has_job else _NO_ANNOTATIONS
     facts = run_facts(row, annotations)
-    return _fill(row, {f: getattr(facts, f) for f in RUN_FACTS})
+    return _fill(row, {f: getattr(facts, f) for f in RUN_FACTS}), job_since
+
+
+def _deletion_since(observed: Observed[EphemeralRunnerRecord] | None) -> datetime | None:
+    """When a deletion (a deletionTimestamp, or the DELETED event) was first received."""
+    if observed is None:
+        return None
+    times = [observed.deleting.at] if observed.deleting else []
+    times += [observed.deleted_at] if observed.deleted_at else []
+    return min(times, default=None)
 
 
 def _endings(
-    previous: RunnerStateRow | None, seen: Seen, row: RunnerStateRow
-) -> completion.Endings:
+    previous: RunnerStateRow | None, seen: Seen, row: RunnerStateRow, vanished_at: datetime | None
+) -> list[Ending]:
+    """The rules' signals: stored ones count as received before this batch."""
+    known_deletion = previous is not None and previous.deletion_timestamp is not None
+    endings = []
     observed = seen.observed
-    terminal_at = observed.terminal_at if observed else None
-    if terminal_at is None and row.phase in TERMINAL_PHASES:
-        terminal_at = row.last_seen_at
-    deleted_at = observed.deleted_at if observed else None
-    vanished_at = seen.vanished.at if seen.vanished else None
-    if previous is not None and previous.is_deleted and vanished_at is None and deleted_at is None:
-        vanished_at = previous.last_seen_at  # deleted before its job was known
-    return completion.Endings(terminal_at, deleted_at, vanished_at)
+    if observed is not None and observed.terminal_at is not None:
+        endings.append(Ending("phase", observed.terminal_at, observed.terminal_at))
+    since = _deletion_since(observed)
+    at = row.deletion_timestamp or (observed.deleted_at if observed else None)
+    if at is not None:
+        endings.append(Ending("deleted", EARLIER if known_deletion or since is None else since, at))
+    if previous is not None and previous.is_deleted and previous.deletion_timestamp is None:
+        # gone from a list before its job was known: when that list was taken
+        endings.append(Ending("vanished", EARLIER, previous.last_seen_at))
+    elif vanished_at is not None:
+        endings.append(Ending("vanished", vanished_at, vanished_at))
+    return endings
 
 
 def _completed(
-    row: RunnerStateRow, endings: completion.Endings, *, assigned_is_final: bool
+    row: RunnerStateRow, endings: list[Ending], *, job_since: datetime | None
 ) -> RunnerStateRow:
-    """Completion, with times clamped so that a job is never assigned after its runner
-    finished. The time that is not final yet moves: a job first seen with (or after)
-    the end of its runner ran by then; a stored job time pushes a completion that the
-    API server dated to the whole second up to it."""
-    if not row.is_completed:
-        done = completion.completion_of(row, endings)
-        if done is None:
-            return row
-        row = replace(
-            row, is_completed=True, completed_at=done.completed_at, completion_source=done.source
-        )
-        if assigned_is_final and row.job_assigned_at and row.job_assigned_at > done.completed_at:
-            return replace(row, completed_at=row.job_assigned_at)
-    if row.completed_at and row.job_assigned_at and row.job_assigned_at > row.completed_at:
-        row = replace(row, job_assigned_at=row.completed_at)
-    return row
+    if row.is_completed:
+        if row.completed_at and row.job_assigned_at and row.job_assigned_at > row.completed_at:
+            # a job learned after its runner finished is dated back to the end
+            return replace(row, job_assigned_at=row.completed_at)
+        return row
+    has_job = job_since if job_since is not None else (EARLIER if row.has_job else None)
+    done = completion.completion_of(endings, job_since=has_job)
+    return completion.clamped(row, done, job_since=has_job) if done else row
 
 
-def _gone(row: RunnerStateRow, seen: Seen, newer: bool) -> RunnerStateRow:
+def _gone(row: RunnerStateRow, seen: Seen, newer: bool) -> tuple[RunnerStateRow, datetime | None]:
+    """Deletion is final; returns when the row vanished, if a list decided it here."""
     observed, vanished = seen.observed, seen.vanished
     if observed is not None and observed.deleted_at is not None and not row.is_deleted:
         at = observed.deleted_at
-        return replace(row, is_deleted=True, last_seen_at=at if newer else row.last_seen_at)
+        return replace(row, is_deleted=True, last_seen_at=at if newer else row.last_seen_at), None
     if vanished is not None and not row.is_deleted:
         # the list's RV is the deletion's: any observation at or before it is older
-        return replace(
+        gone = replace(
             row, is_deleted=True, last_seen_at=vanished.at, resource_version=vanished.listed.rv
         )
-    return row
+        return gone, vanished.at
+    return row, None
 
 
 def next_row(
@@ -163,7 +181,8 @@ def next_row(
         seq = seen.observed.version.seq if newer and seen.observed else seen.previous_seq
         if not Version(row.resource_version, seq).not_after(seen.vanished.listed):
             seen = replace(seen, vanished=None)  # observed after the list began
-    row = _with_facts(row, seen.observed)
-    row = _gone(row, seen, newer)
-    assigned_is_final = previous is not None and previous.job_assigned_at is not None
-    return _completed(row, _endings(previous, seen, row), assigned_is_final=assigned_is_final)
+    row, job_since = _with_facts(row, seen.observed)
+    row, vanished_at = _gone(row, seen, newer)
+    known_job = previous is not None and previous.job_assigned_at is not None
+    endings = _endings(previous, seen, row, vanished_at)
+    return _completed(row, endings, job_since=EARLIER if known_job else job_since)

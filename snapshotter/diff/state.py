@@ -63,6 +63,7 @@ class SyncState:
     written: dict[str, RunnerCounts] = field(default_factory=dict)  # counts in the pool row
     history_at: dict[str, datetime] = field(default_factory=dict)  # pool uid -> last history
     active_by_key: dict[SetKey, str] = field(default_factory=dict)
+    live_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> uid
     seqs: dict[str, int] = field(default_factory=dict)  # arrival order, non-integer RVs only
     gone: Tombstones = field(default_factory=Tombstones)
 
@@ -130,9 +131,12 @@ def _adopt_runners(state: SyncState, delta: MapDelta[RunnerStateRow]) -> None:
     for uid, row in delta.gone.items():
         changes.append((state.runners.pop(uid, None), None))
         state.gone.put((RUNNERS, uid), row)
+        if state.live_names.get((row.namespace, row.name)) == uid:
+            del state.live_names[(row.namespace, row.name)]
     for uid, row in delta.put.items():
         changes.append((state.runners.get(uid), row))
         state.runners[uid] = row
+        state.live_names[(row.namespace, row.name)] = uid
     for old, new in changes:
         if old is not None:
             _count(state, old, -tally_of(old))

@@ -11,10 +11,12 @@ from typing import Protocol
 
 from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
+from snapshotter.diff.observed import Input
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
 from snapshotter.diff.state import SyncState
 from snapshotter.kube.client import Page
 from snapshotter.kube.resources import Resource
+from snapshotter.sync.outstanding import Refusal
 
 
 class Source(Protocol):
@@ -28,13 +30,21 @@ class WriteResult(Protocol):
     @property
     def fitted(self) -> Counter[str]: ...
 
+    @property
+    def refused(self) -> list[RejectedObject]: ...
+
 
 class Store(Protocol):
+    @property
+    def timeout(self) -> float: ...
+
     def probe(self) -> None: ...
 
     def load_state(self) -> SyncState: ...
 
-    def load_rejected(self) -> set[tuple[str, str, str]]: ...
+    def load_rejects(self) -> Sequence[Refusal]: ...
+
+    def retry_requested(self) -> bool: ...
 
     def lookup(
         self, resource: str, uids: Sequence[str]
@@ -44,4 +54,6 @@ class Store(Protocol):
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteResult: ...
 
-    def reject(self, rejected: RejectedObject, *, now: datetime) -> None: ...
+    def reject(
+        self, rejected: RejectedObject, *, payload: Sequence[Input], now: datetime
+    ) -> None: ...

@@ -76,6 +76,8 @@ class Work:
     markers: list[ListMarker] = field(default_factory=list)
     progress: dict[str, str] = field(default_factory=dict)  # stream -> resourceVersion
     tickets: dict[Key, int] = field(default_factory=dict)
+    marker_tickets: list[int] = field(default_factory=list)  # places in line, kept on
+    progress_tickets: dict[str, int] = field(default_factory=dict)  # a give-back
 
     def __bool__(self) -> bool:
         return bool(self.objects or self.markers or self.progress)
@@ -99,6 +101,11 @@ class PendingQueue:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+    def pending_keys(self) -> set[Key]:
+        """The objects waiting to be written (for `/debug`-style introspection)."""
+        with self._cond:
+            return set(self._objects)
 
     def _merge_in(self, obs: Observed[Any]) -> bool:
         key = obs.key
@@ -146,27 +153,34 @@ class PendingQueue:
             return bool(self._objects or self._markers or self._progress)
 
     def take(self, max_objects: int) -> Work:
-        """Up to `max_objects` objects from the front, and the markers and progress
-        that are due (nothing queued before them is left)."""
+        """Up to `max_objects` objects from the front, none queued after the first
+        pending list (what arrived after a list is applied after it), and the lists
+        and progress that are due (nothing queued before them is left)."""
         work = Work()
         with self._cond:
-            for _ in range(min(max_objects, len(self._objects))):
-                key, (ticket, obs) = self._objects.popitem(last=False)
+            limit = self._markers[0][0] if self._markers else None
+            while len(work.objects) < max_objects and self._objects:
+                key, (ticket, obs) = next(iter(self._objects.items()))
+                if limit is not None and ticket > limit:
+                    break
+                del self._objects[key]
                 work.objects.append(obs)
                 work.tickets[key] = ticket
             first = next(iter(self._objects.values()))[0] if self._objects else None
             due = [m for m in self._markers if first is None or m[0] < first]
             self._markers = [m for m in self._markers if not (first is None or m[0] < first)]
             work.markers = [m for _, m in due]
+            work.marker_tickets = [t for t, _ in due]
             for stream, (ticket, rv) in list(self._progress.items()):
                 if first is None or ticket < first:
                     work.progress[stream] = rv
+                    work.progress_tickets[stream] = ticket
                     del self._progress[stream]
             self._cond.notify_all()  # room for producers waiting in put()
         return work
 
     def give_back(self, work: Work) -> None:
-        """Return untaken work after a failed transaction, at the front of the line."""
+        """Return untaken work after a failed transaction, in its places in line."""
         with self._cond:
             for obs in reversed(work.objects):
                 key = obs.key
@@ -174,10 +188,11 @@ class PendingQueue:
                 entry = self._objects.pop(key, None)
                 self._objects[key] = (ticket, merged(obs, entry[1]) if entry else obs)
                 self._objects.move_to_end(key, last=False)
-            ticket = min(work.tickets.values(), default=0)
-            self._markers = [(ticket, m) for m in work.markers] + self._markers
+            given = list(zip(work.marker_tickets, work.markers, strict=True))
+            self._markers = sorted(given + self._markers, key=lambda m: m[0])
             for stream, rv in work.progress.items():
-                self._progress.setdefault(stream, (ticket, rv))
+                # newer progress of the stream, noted meanwhile, wins
+                self._progress.setdefault(stream, (work.progress_tickets.get(stream, 0), rv))
             self._cond.notify_all()
 
     def drop_older_than(self, cutoff: datetime) -> int:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0  # how often due counts, history and cursors are looked at
 TRIM_SECONDS = 1.0  # how often a standby drops what a takeover would not need
+REQUEST_SECONDS = 10.0  # how often the leader looks for a requested retry of rejects
 
 
 class Writer:
@@ -43,10 +44,14 @@ class Writer:
         probe_seconds: float = 1.5,
         idle_probe_seconds: float = 10.0,
         retry_outages: bool = True,
+        reject_retry_seconds: float | None = 300.0,
     ) -> None:
         """`retry_outages=False` (`--once`): an outage fails the pending lists at once.
         `idle_probe_seconds`: a round trip to the database at least this often, so
-        that readiness knows it answers even when nothing is written."""
+        that readiness knows it answers even when nothing is written.
+        `reject_retry_seconds`: rejected objects are written again at the first
+        step, then this often and when `snapshotter rejects retry` asks (None: only
+        when `retry_rejected` is called)."""
         self.applier = applier
         self.queue = queue
         self.batch_max = batch_max
@@ -61,6 +66,9 @@ class Writer:
         self._next_probe = 0.0
         self._next_flush = 0.0
         self._next_trim = 0.0
+        self.reject_retry_seconds = reject_retry_seconds
+        self._next_retry = 0.0  # the first step retries what was rejected before
+        self._next_request_check = 0.0
         self._crash_backoff = Backoff(initial=1.0, maximum=30.0)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
@@ -113,7 +121,14 @@ class Writer:
     def _run(self) -> None:
         while not self._closing.is_set():
             self.last_activity = monotonic()
-            if not self.step():
+            try:
+                did = self.step()
+            except Exception:  # a bug must not end the writer: log it, back off, go on
+                self.applier.stats.error("writer")
+                log.exception("the writer's step crashed; retrying after a pause")
+                self._closing.wait(self._crash_backoff.next())
+                continue
+            if not did:
                 self.queue.wait_for_work(timeout=0.5)
 
     def step(self) -> bool:
@@ -131,6 +146,7 @@ class Writer:
         except StoreUnavailable as e:
             self._outage(Work(), e)
             return False
+        self._retry_rejected_when_due()
         work = self.queue.take(self.batch_max)
         did = bool(work) and self._apply(work)
         if self.database_available and monotonic() >= self._next_flush:
@@ -138,6 +154,31 @@ class Writer:
             self._next_flush = monotonic() + FLUSH_SECONDS
         self._probe_when_idle()
         return did
+
+    def _retry_rejected_when_due(self) -> None:
+        """Write again what the database refused: at the first step, periodically, and
+        soon after `snapshotter rejects retry` asked for it."""
+        if self.reject_retry_seconds is None or not self.database_available:
+            return
+        now = monotonic()
+        try:
+            due = now >= self._next_retry
+            if not due and now >= self._next_request_check:
+                self._next_request_check = now + REQUEST_SECONDS
+                due = self.applier.store.retry_requested()
+            if not due:
+                return
+            self._next_retry = now + self.reject_retry_seconds
+            self._next_request_check = now + REQUEST_SECONDS
+            self.totals.merge(self.applier.retry_rejected())
+        except StoreFenced as e:
+            self._fenced(e)
+        except StoreUnavailable as e:
+            self._outage(Work(), e)
+
+    def unreachable_for(self) -> float:
+        """Seconds since the database last answered (0 while it does)."""
+        return 0.0 if self.database_available else monotonic() - self.last_success
 
     def _trim(self) -> None:
         keep = self._keep
@@ -171,10 +212,8 @@ class Writer:
         try:
             result = self.applier.apply(work)
         except StoreFenced as e:
-            log.warning("another replica leads now, this one stops writing: %s", e)
-            self.applier.stats.error("fenced")
             self.queue.give_back(work)
-            self.follow(keep=self._keep or timedelta(seconds=30))
+            self._fenced(e)
             return False
         except StoreUnavailable as e:
             self._outage(work, e)
@@ -211,22 +250,36 @@ class Writer:
             return
         self.queue.give_back(work)
 
+    def _fenced(self, error: StoreFenced) -> None:
+        log.warning("another replica leads now, this one stops writing: %s", error)
+        self.applier.stats.error("fenced")
+        self.follow(keep=self._keep or timedelta(seconds=30))
+
     def _flush(self, *, force: bool = False) -> None:
         try:
             self.totals.merge(self.applier.flush(force=force))
         except StoreFenced as e:
-            log.warning("another replica leads now, this one stops writing: %s", e)
-            self.follow(keep=self._keep or timedelta(seconds=30))
+            self._fenced(e)
         except StoreUnavailable as e:
             self._outage(Work(), e)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is pending (if the database answers within `timeout`, and this
-        replica leads), then stop. Producers must have stopped before."""
+        replica leads), then stop. Producers must have stopped before. The thread is
+        given as long as one database call may take, so that the final commit never
+        runs beside a transaction of its own."""
         self._closing.set()
         self.queue.wait_for_work(0)  # wake the thread
         if self._thread.is_alive():
-            self._thread.join(timeout=timeout)
+            self._thread.join(timeout=max(timeout, self.applier.store.timeout + 5))
+        if self._thread.is_alive():
+            log.error(
+                "the writer is still in a database call at shutdown; %d pending objects "
+                "not committed",
+                len(self.queue),
+            )
+            self.applier.stats.dropped(len(self.queue))
+            return
         if not self._leading or self.failed is not None:
             return
         deadline = monotonic() + timeout

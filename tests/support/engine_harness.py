@@ -5,7 +5,7 @@ without threads: the test hands over lists and events, then lets the writer work
 with `drain()`. Kubernetes is replaced by in-memory `Source`s (our own port).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,14 +13,36 @@ from sqlalchemy import Engine
 
 from snapshotter.clock import Clock
 from snapshotter.db.store import Store
+from snapshotter.diff.observed import Observed
 from snapshotter.kube import resources
 from snapshotter.kube.resources import Resource
 from snapshotter.sync.applier import Applier, ApplyResult
-from snapshotter.sync.intake import Intake
-from snapshotter.sync.observations import ParseReport
+from snapshotter.sync.intake import Intake, QueueFull
+from snapshotter.sync.observations import ParseReport, observe
 from snapshotter.sync.ports import Source
 from snapshotter.sync.queue import ListMarker, PendingQueue
 from snapshotter.sync.writer import Writer
+
+# Called for each list item that is queued: (its observation, the raw object).
+Offer = Callable[[Observed[Any], Any], bool]
+
+
+class SteppedIntake(Intake):
+    """An Intake whose lists, when the queue is full, let the writer make room the way
+    the daemon's writer does while a list is read (`make_room`: one drain, False
+    when the writer cannot write); `offer` sees every item queued."""
+
+    make_room: Callable[[], bool] | None = None
+    offer: Offer | None = None
+
+    def _enqueue(self, resource: Resource, body: Any, *, seq: int, at: datetime) -> None:
+        obs = observe(resource.plural, body, at=at, seq=seq, report=self.report)
+        if obs is None:
+            return
+        offer = self.offer or (lambda o, _b: self.queue.offer(o))
+        while not offer(obs, body):
+            if self.make_room is None or not self.make_room():
+                raise QueueFull(f"no room for {resource.plural} in the pending queue")
 
 
 class Harness:
@@ -42,13 +64,18 @@ class Harness:
         )
         self.queue = PendingQueue(cap=cap)
         self.report = ParseReport()
-        self.intake = Intake(self.queue, self.applier.stored_version, self.report, clock)
+        # A list finding the queue full fails at once (the daemon's poll waits a
+        # while), unless the test lets the writer make room (`SteppedIntake`).
+        self.intake = SteppedIntake(
+            self.queue, self.applier.stored_version, self.report, clock, room_timeout=0
+        )
         self.writer = Writer(
             self.applier,
             self.queue,
             batch_max=batch_max,
             probe_seconds=0,
             retry_outages=retry_outages,
+            reject_retry_seconds=None,  # the tests say when rejects are retried
         )
         self.applier.load()
 
@@ -77,9 +104,13 @@ class Harness:
 
     def event(
         self, kind: str, obj: dict[str, Any], resource: Resource = resources.EPHEMERAL_RUNNERS
-    ) -> None:
-        assert self.intake.event(resource, kind, obj)
+    ) -> bool:
+        """A watch event is received; False when the full queue refused it (the watch
+        then relists)."""
+        if not self.intake.event(resource, kind, obj):
+            return False
         self.queue.note_progress(resource.plural, obj["metadata"]["resourceVersion"])
+        return True
 
     def drain(self, attempts: int = 5) -> None:
         """The writer does all the work it can: it goes on while there is work and a

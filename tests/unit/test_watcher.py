@@ -87,9 +87,14 @@ class Run:
 
     def handed_over(self) -> tuple[list[str], list[bool], dict[str, str]]:
         """Queued object versions, markers (from_watch) and progress, in order."""
-        work = self.queue.take(1000)
-        versions = [o.version.rv for o in work.objects]
-        return versions, [m.from_watch for m in work.markers], work.progress
+        versions: list[str] = []
+        markers: list[bool] = []
+        progress: dict[str, str] = {}
+        while work := self.queue.take(1000):
+            versions += [o.version.rv for o in work.objects]
+            markers += [m.from_watch for m in work.markers]
+            progress.update(work.progress)
+        return versions, markers, progress
 
 
 class RecordingLiveness(WatchLiveness):

@@ -1,0 +1,38 @@
+"""Runner-state tables keyed by name as well as by uid (a Primus Lens database).
+
+Lens keeps one runner-state row per (namespace, name), as its own upsert replaces
+the row of a name that a new runner took. ARC generates runner names, and a name is
+free again once its runner is gone, so a new uid may take the name of a runner the
+snapshotter stored. The diff records the older runner's end first (a name held by
+a new uid means the old runner is gone) in the same transaction, with its run rows;
+only then does the name go to the new uid: the row freed is one whose runner's end
+is recorded, or one written by someone else (no resourceVersion). A live runner's
+row is never deleted here.
+"""
+
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, or_
+
+
+def free_statement(table: Table) -> Any:
+    t = table.c
+    return table.delete().where(
+        and_(
+            t.namespace == bindparam("free_namespace"),
+            t.name == bindparam("free_name"),
+            t.uid != bindparam("free_uid"),
+            or_(t.is_deleted.is_(True), t.resource_version.is_(None)),
+        )
+    )
+
+
+def free(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Free the names that these new rows take."""
+    conn.execute(
+        statement,
+        [
+            {"free_namespace": r["namespace"], "free_name": r["name"], "free_uid": r["uid"]}
+            for r in rows
+        ],
+    )
