@@ -12,11 +12,12 @@ from sqlalchemy import Connection, Table, and_, or_, select
 from snapshotter.db import tables
 from snapshotter.db.live import LiveTable
 from snapshotter.diff.matching import WorkflowConfig
-from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow, column_names
+from snapshotter.diff.rows import RunnerCounts, RunnerSetRow, RunnerStateRow, column_names
 
 RUNNER_SETS_TABLE: Table = tables.RunnerSet.__table__  # type: ignore[assignment]
 RUNNERS_TABLE: Table = tables.RunnerState.__table__  # type: ignore[assignment]
 CONFIGS: Table = tables.WorkflowConfig.__table__  # type: ignore[assignment]
+HISTORY: Table = tables.RunnerSetHistory.__table__  # type: ignore[assignment]
 RUNNER_SET_COLUMNS = column_names(RunnerSetRow)
 RUNNER_COLUMNS = tuple(c for c in column_names(RunnerStateRow) if c != "runner_set_uid")
 
@@ -57,6 +58,25 @@ def runners(conn: Connection, live: LiveTable, *where: Any) -> list[RunnerStateR
         )
         for m in conn.execute(query).mappings()
     ]
+
+
+def last_histories(conn: Connection, ids: dict[str, int]) -> dict[str, RunnerCounts]:
+    """Each pool's counts in its last history row (pools are few: one query each,
+    on the history table's (runner_set_id, observed_at) index)."""
+    h = HISTORY.c
+    found = {}
+    for uid, id_ in ids.items():
+        query = (
+            select(h.current_runners, h.pending_runners, h.running_runners)
+            .add_columns(h.failed_runners, h.busy_runners, h.desired_runners)
+            .where(h.runner_set_id == id_)
+            .order_by(h.observed_at.desc(), h.id.desc())
+            .limit(1)
+        )
+        row = conn.execute(query).first()
+        if row is not None:
+            found[uid] = RunnerCounts(*row)
+    return found
 
 
 def configs(conn: Connection, cluster_name: str) -> list[WorkflowConfig]:

@@ -146,7 +146,8 @@ class Store:
                     table.c.is_deleted.is_(False),
                     reads.scope(table, self.cluster_name, self.namespaces),
                 )
-            return SyncState.loaded(runner_sets, runners)
+                histories = reads.last_histories(conn, {r.uid: ids[r.uid] for r in runner_sets})
+            return SyncState.loaded(runner_sets, runners, histories)
 
         return self._call("loading the persisted state", load)
 

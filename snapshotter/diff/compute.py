@@ -113,6 +113,7 @@ def compute_changes(
             runners=runner_pass.delta(),
             ephemeral_runner_sets=ers,
             written=pools.written,
+            histories=pools.written,
             history_at=dict.fromkeys(pools.written, now),
             seqs=seqs,
         ),
@@ -246,7 +247,7 @@ class _RunnerPass:
 
     def run(self, batch: _Batch) -> None:
         for uid in batch.uids():
-            previous = self.state.runners.get(uid) or self._tombstone(uid)
+            previous = self._latest(uid)
             seen = runners.Seen(
                 observed=batch.observed.get(uid),
                 vanished=batch.vanished.get(uid),
@@ -257,7 +258,7 @@ class _RunnerPass:
                 self.vanished += 1
             superseded = False
             if previous is None and seen.observed is not None:
-                row, superseded = self._take_name(row, seen.observed.at)
+                row, superseded = self._take_name(row, seen.observed.first_received)
             self._record(previous, row, superseded=superseded)
 
     def _next(self, previous: RunnerStateRow | None, seen: runners.Seen) -> RunnerStateRow:
@@ -268,6 +269,16 @@ class _RunnerPass:
     def _tombstone(self, uid: str) -> RunnerStateRow | None:
         gone = self.state.gone.get((RUNNERS, uid))
         return gone if isinstance(gone, RunnerStateRow) else None
+
+    def _latest(self, uid: str) -> RunnerStateRow | None:
+        """The runner's row as this batch left it so far (another runner taking its
+        name may have ended it), else as stored."""
+        return (
+            self.gone.get(uid)
+            or self.put.get(uid)
+            or self.state.runners.get(uid)
+            or self._tombstone(uid)
+        )
 
     def _holder(self, row: RunnerStateRow) -> RunnerStateRow | None:
         """The live runner that holds `row`'s name, if another one does."""
@@ -300,13 +311,13 @@ class _RunnerPass:
         return self._next(row, runners.Seen(vanished=gone, previous_seq=seq))
 
     def adopt_orphans(self, new_keys: Mapping[SetKey, str]) -> None:
-        """Attach runners seen before their pool (watch streams are not ordered across
-        resources) to the pool once it appears; runners this batch wrote already
-        took it from the batch's own view."""
+        """Attach live runners seen before their pool (watch streams are not ordered
+        across resources) to the pool once it appears, as this batch left them; a
+        runner this batch recorded as gone is not brought back."""
         if not new_keys:
             return
-        for uid, runner in self.state.runners.items():
-            if uid in self.put or uid in self.gone or runner.runner_set_uid is not None:
+        for uid, runner in {**self.state.runners, **self.put}.items():
+            if uid in self.gone or runner.runner_set_uid is not None:
                 continue
             key = SetKey(runner.runner_set_namespace or "", runner.runner_set_name or "")
             if key in new_keys:

@@ -69,20 +69,27 @@ def live_counts(state: SyncState) -> dict[str, RunnerCounts]:
 
 
 def counts_due(state: SyncState, *, now: datetime, period: timedelta | None = None) -> ChangeSet:
-    """Pool rows whose counts moved and whose period has passed (all of them when
-    `period` is None), each with one history row."""
+    """Pool rows whose counts moved, and history rows whose counts differ from the
+    pool's last history row, whose period has passed (all of them when `period` is
+    None)."""
     writes, history = [], []
     written: dict[str, RunnerCounts] = {}
+    histories: dict[str, RunnerCounts] = {}
     for uid, counts in live_counts(state).items():
-        if counts == state.written.get(uid):
+        row_due = counts != state.written.get(uid)
+        history_due = counts != state.histories.get(uid)
+        if not (row_due or history_due):
             continue
         last = state.history_at.get(uid)
         if period is not None and last is not None and now - last < period:
             continue
         row = with_counts(replace(state.runner_sets[uid], last_sync_at=now), counts)
-        writes.append(RowWrite(row, new=False))
-        history.append(history_row(row, now=now))
-        written[uid] = counts
+        if row_due:
+            writes.append(RowWrite(row, new=False))
+            written[uid] = counts
+        if history_due:
+            history.append(history_row(row, now=now))
+            histories[uid] = counts
     return ChangeSet(
         now=now,
         runner_sets=tuple(writes),
@@ -90,26 +97,30 @@ def counts_due(state: SyncState, *, now: datetime, period: timedelta | None = No
         delta=StateDelta(
             runner_sets=MapDelta(put={w.row.uid: w.row for w in writes}),
             written=written,
-            history_at=dict.fromkeys(written, now),
+            histories=histories,
+            history_at=dict.fromkeys([*written, *histories], now),
         ),
     )
 
 
 def by_pool(changes: ChangeSet) -> list[ChangeSet]:
     """A counts ChangeSet as one per pool (to isolate a pool the database refuses)."""
+    writes = {w.row.uid: w for w in changes.runner_sets}
     history = {h.runner_set_uid: h for h in changes.history}
+    delta = changes.delta
     split = []
-    for write in changes.runner_sets:
-        uid = write.row.uid
+    for uid in dict.fromkeys([*writes, *history]):
+        write = writes.get(uid)
         split.append(
             ChangeSet(
                 now=changes.now,
-                runner_sets=(write,),
+                runner_sets=(write,) if write else (),
                 history=(history[uid],) if uid in history else (),
                 delta=StateDelta(
-                    runner_sets=MapDelta(put={uid: write.row}),
-                    written={uid: changes.delta.written[uid]},
-                    history_at={uid: changes.delta.history_at[uid]},
+                    runner_sets=MapDelta(put={uid: write.row} if write else {}),
+                    written={uid: delta.written[uid]} if uid in delta.written else {},
+                    histories={uid: delta.histories[uid]} if uid in delta.histories else {},
+                    history_at={uid: delta.history_at[uid]},
                 ),
             )
         )

@@ -73,6 +73,11 @@ class Observed(Generic[R]):
     job: JobSighting | None = None  # runners: the first sighting of job fields
     terminal_at: datetime | None = None  # runners: first seen in a terminal phase
     deleting: Deleting | None = None  # first seen with a deletionTimestamp
+    first_at: datetime | None = None  # when it was first received (None: `at`)
+
+    @property
+    def first_received(self) -> datetime:
+        return self.first_at or self.at
 
     @property
     def key(self) -> tuple[str, str]:
@@ -135,6 +140,7 @@ def merged(a: Observed[R], b: Observed[R]) -> Observed[R]:
         job=_first(a.job, b.job),
         terminal_at=_earliest(a.terminal_at, b.terminal_at),
         deleting=_first(a.deleting, b.deleting),
+        first_at=min(a.first_received, b.first_received),
     )
 
 

@@ -61,6 +61,7 @@ class SyncState:
     ephemeral_runner_sets: dict[str, EphemeralRunnerSetRecord] = field(default_factory=dict)
     tallies: dict[str, Tally] = field(default_factory=dict)  # pool uid -> live runners
     written: dict[str, RunnerCounts] = field(default_factory=dict)  # counts in the pool row
+    histories: dict[str, RunnerCounts] = field(default_factory=dict)  # in its last history row
     history_at: dict[str, datetime] = field(default_factory=dict)  # pool uid -> last history
     active_by_key: dict[SetKey, str] = field(default_factory=dict)
     live_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> uid
@@ -69,9 +70,13 @@ class SyncState:
 
     @classmethod
     def loaded(
-        cls, runner_sets: Iterable[RunnerSetRow], runners: Iterable[RunnerStateRow]
+        cls,
+        runner_sets: Iterable[RunnerSetRow],
+        runners: Iterable[RunnerStateRow],
+        histories: Mapping[str, RunnerCounts] | None = None,
     ) -> "SyncState":
-        """The state as persisted: live rows, their tallies and the written counts."""
+        """The state as persisted: live rows, their tallies, the counts written in
+        the pool rows and in each pool's last history row."""
         state = cls()
         delta = StateDelta(
             runner_sets=MapDelta(put={r.uid: r for r in runner_sets}),
@@ -79,6 +84,7 @@ class SyncState:
         )
         apply_delta(state, delta)
         state.written = {uid: row.counts for uid, row in state.runner_sets.items()}
+        state.histories = dict(histories if histories is not None else state.written)
         return state
 
 
@@ -110,6 +116,7 @@ class StateDelta:
     runners: MapDelta[RunnerStateRow] = field(default_factory=MapDelta)
     ephemeral_runner_sets: MapDelta[EphemeralRunnerSetRecord] = field(default_factory=MapDelta)
     written: Mapping[str, RunnerCounts] = field(default_factory=dict)
+    histories: Mapping[str, RunnerCounts] = field(default_factory=dict)
     history_at: Mapping[str, datetime] = field(default_factory=dict)
     seqs: Mapping[str, int] = field(default_factory=dict)
 
@@ -159,6 +166,7 @@ def apply_delta(state: SyncState, delta: StateDelta) -> None:
         state.gone.put((EPHEMERAL_RUNNER_SETS, uid), Version(record.resource_version))
     state.ephemeral_runner_sets.update(delta.ephemeral_runner_sets.put)
     state.written.update(delta.written)
+    state.histories.update(delta.histories)
     state.history_at.update(delta.history_at)
     state.seqs.update(delta.seqs)
     for uid in (*delta.runners.gone, *delta.runner_sets.gone):

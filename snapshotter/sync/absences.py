@@ -11,7 +11,7 @@ news of the object clears it. A watch's own relist decides at once.
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snapshotter.diff.observed import Vanished
+from snapshotter.diff.observed import Observed, Vanished
 from snapshotter.model.versions import Version, integer_rv
 from snapshotter.sync.queue import ListedStream, ListMarker
 
@@ -43,6 +43,13 @@ class Absences:
         self._suspects: dict[tuple[str, str], tuple[str, Vanished]] = {}  # -> (stream, gone)
         self._progress: dict[str, str] = {}  # stream -> applied watch resourceVersion
 
+    def checkpoint(self) -> tuple[dict[Any, Any], dict[str, str]]:
+        """What `restore` needs to undo the decisions of a transaction that failed."""
+        return dict(self._suspects), dict(self._progress)
+
+    def restore(self, saved: tuple[dict[Any, Any], dict[str, str]]) -> None:
+        self._suspects, self._progress = dict(saved[0]), dict(saved[1])
+
     def progressed(self, progress: Mapping[str, str]) -> None:
         """The watch streams delivered up to these resourceVersions."""
         self._progress.update(progress)
@@ -50,18 +57,21 @@ class Absences:
     def _version(self, uid: str, row: Any) -> Version:
         return Version(row.resource_version, self._seqs().get(uid, 0))
 
-    def absent(self, marker: ListMarker) -> list[Vanished]:
-        """Objects the lists do not show that were persisted before them: gone."""
+    def absent(
+        self, marker: ListMarker, arriving: Mapping[tuple[str, str], Observed[Any]]
+    ) -> list[Vanished]:
+        """Objects the lists do not show that were persisted before them, or arrive in
+        the same transaction from before them: gone."""
         vanished: list[Vanished] = []
         for stream in marker.streams:
             listed = marker.version(stream)
             defer = not marker.from_watch and self._watch_is_ahead_of_list(stream) is False
             for uid in stream.seen:
                 self._suspects.pop((stream.resource, uid), None)
-            for uid, row in self._live_rows(stream.resource).items():
+            for uid, version, row in self._candidates(stream.resource, arriving):
                 if uid in stream.seen or not _in_scope(row, stream):
                     continue
-                if not self._version(uid, row).not_after(listed):
+                if not version.not_after(listed):
                     continue  # observed after the list began: its absence says nothing
                 gone = Vanished(stream.resource, uid, listed, marker.at)
                 key = (stream.resource, uid)
@@ -71,6 +81,18 @@ class Absences:
                 self._suspects.pop(key, None)
                 vanished.append(gone)
         return vanished
+
+    def _candidates(
+        self, resource: str, arriving: Mapping[tuple[str, str], Observed[Any]]
+    ) -> list[tuple[str, Version, Any]]:
+        """Live objects (uid, version, something with a namespace), stored or new in
+        the transaction these absences join."""
+        live = self._live_rows(resource)
+        found = [(uid, self._version(uid, row), row) for uid, row in live.items()]
+        for (kind, uid), obs in arriving.items():
+            if kind == resource and uid not in live and obs.deleted_at is None:
+                found.append((uid, obs.version, obs.record.identity))
+        return found
 
     def _watch_is_ahead_of_list(self, stream: ListedStream) -> bool | None:
         """None: no live watch on this stream; else whether it has delivered

@@ -144,10 +144,18 @@ class Applier:
     # -- applying work -------------------------------------------------------------
 
     def apply(self, work: Work) -> ApplyResult:
-        """Apply taken work: its objects in one transaction (or several if the
-        database refuses some of the data), then each due list's absences, decided
-        against the state those objects left. Raises StoreUnavailable: the caller
-        gives the work back (what committed before is idempotent to apply again)."""
+        """Apply taken work (its objects, then its lists' absences, decided against
+        the state those objects leave) in one transaction, or several if the database
+        refuses some of the data. Raises StoreUnavailable: the caller gives the work
+        back (what committed before is idempotent to apply again)."""
+        saved = self.absences.checkpoint()
+        try:
+            return self._apply_work(work)
+        except BaseException:
+            self.absences.restore(saved)  # the work comes back: decide it again then
+            raise
+
+    def _apply_work(self, work: Work) -> ApplyResult:
         started = monotonic()
         result = ApplyResult()
         self.absences.progressed(work.progress)
@@ -155,12 +163,15 @@ class Applier:
             self._cursors.note(Cursor(name, rv, full_resync=False))
         if work.markers:
             self.reload_configs()  # configs are re-read every cycle
-        objects = [o for o in work.objects if not self.outstanding.no_news(o)]
-        self._apply_inputs(objects, result)
-        for marker in work.markers:
+        for marker in work.markers:  # the lists' positions ride with the first write
             for stream in marker.streams:
                 self._cursors.note(Cursor(stream.name, stream.resource_version, full_resync=True))
-            self._apply_inputs(self.absences.absent(marker), result)
+        inputs: list[Input] = [o for o in work.objects if not self.outstanding.no_news(o)]
+        arriving = {o.key: o for o in work.objects}
+        for marker in work.markers:
+            # the fold checks each absence again against what the objects say
+            inputs += self.absences.absent(marker, arriving)
+        self._apply_inputs(inputs, result)
         self._apply_inputs(self.absences.due(), result)
         result.seconds = monotonic() - started
         for marker in work.markers:
@@ -176,8 +187,9 @@ class Applier:
             log.info(
                 "retrying rejected objects objects=%d counts=%d", len(held), len(counts_refused)
             )
-        for _, uid in counts_refused:
-            self.state.written.pop(uid, None)  # the next flush writes its counts and history
+        for resource, uid in counts_refused:
+            if resource == COUNTS_REFUSED:
+                self.state.written.pop(uid, None)  # the next flush writes its counts
         if counts_refused:
             self._commit_and_adopt(
                 ChangeSet(now=self.clock(), resolved=tuple(counts_refused)), [], result
@@ -220,7 +232,7 @@ class Applier:
         cursors = self._cursors.due() if changes.writes_rows else []
         written = self.store.apply(changes, cursors)
         self._cursors.written(cursors)
-        apply_delta(self.state, changes.delta)
+        apply_delta(self.state, _without_refused_history(changes.delta, written))
         self.outstanding.committed(changes.resolved)
         self._adopted(changes, inputs, written)
         result.add(changes, dict(written.rows), sum(written.fitted.values()))
@@ -383,6 +395,15 @@ class Applier:
 
 
 _RECOMPUTED = (COUNTS_REFUSED, HISTORY_REFUSED)  # nothing to replay: computed again
+
+
+def _without_refused_history(delta: StateDelta, written: WriteResult) -> StateDelta:
+    """The delta, except history rows the database refused: still owed."""
+    refused = {r.uid for r in written.refused if r.resource == HISTORY_REFUSED}
+    if not refused:
+        return delta
+    histories = {uid: c for uid, c in delta.histories.items() if uid not in refused}
+    return replace(delta, histories=histories)
 
 
 class _PendingCursors:

@@ -10,7 +10,7 @@ nothing to replay: a retry lets the next flush compute them again.
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from snapshotter.diff.observed import Input, Observed, merged
@@ -47,7 +47,10 @@ class Outstanding:
         return key in self._held
 
     def load(self, refusals: Iterable[Refusal]) -> None:
-        self._held = {(r.resource, r.uid): Held(tuple(r.payload)) for r in refusals}
+        """What the rejects table holds, received by a previous process: their arrival
+        order (which orders opaque resourceVersions) is renumbered to sit after what
+        was loaded and before what this process receives."""
+        self._held = {(r.resource, r.uid): Held(_renumbered(r.payload)) for r in refusals}
 
     def no_news(self, obs: Observed[Any]) -> bool:
         """An observation at the very version that was refused adds nothing."""
@@ -101,3 +104,18 @@ def combined(items: Sequence[Input]) -> list[Input]:
         elif vanished is None:
             vanished = item
     return [i for i in (observed, vanished) if i is not None]
+
+
+def _seq_of(item: Input) -> int:
+    return item.version.seq if isinstance(item, Observed) else item.listed.seq
+
+
+def _renumbered(items: Sequence[Input]) -> tuple[Input, ...]:
+    ordered = sorted(items, key=_seq_of)
+    renumbered: list[Input] = []
+    for seq, item in enumerate(ordered, start=1):
+        if isinstance(item, Observed):
+            renumbered.append(replace(item, version=replace(item.version, seq=seq)))
+        else:
+            renumbered.append(replace(item, listed=replace(item.listed, seq=seq)))
+    return tuple(renumbered)

@@ -26,6 +26,10 @@ from snapshotter.errors import SnapshotterError
 from snapshotter.model.versions import Version
 
 Key = tuple[str, str]
+# Arrival orders below this one are for what a previous process received and the
+# rejects table kept (see `outstanding`): after everything loaded (0), before
+# anything this process receives.
+FIRST_SEQ = 3
 
 
 class StandingBy(SnapshotterError):
@@ -91,7 +95,7 @@ class PendingQueue:
         self._markers: list[tuple[int, ListMarker]] = []
         self._progress: dict[str, tuple[int, str]] = {}
         self._tickets = itertools.count(1)
-        self._seq = itertools.count(1)
+        self._seq = itertools.count(FIRST_SEQ)
         self._seq_lock = threading.Lock()
 
     def next_seq(self) -> int:

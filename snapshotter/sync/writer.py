@@ -45,6 +45,7 @@ class Writer:
         idle_probe_seconds: float = 10.0,
         retry_outages: bool = True,
         reject_retry_seconds: float | None = 300.0,
+        flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         """`retry_outages=False` (`--once`): an outage fails the pending lists at once.
         `idle_probe_seconds`: a round trip to the database at least this often, so
@@ -67,8 +68,10 @@ class Writer:
         self._next_flush = 0.0
         self._next_trim = 0.0
         self.reject_retry_seconds = reject_retry_seconds
+        self.flush_seconds = flush_seconds
         self._next_retry = 0.0  # the first step retries what was rejected before
         self._next_request_check = 0.0
+        self.retry_requested = False  # a retry asked for, not done yet
         self._crash_backoff = Backoff(initial=1.0, maximum=30.0)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
@@ -146,35 +149,52 @@ class Writer:
         except StoreUnavailable as e:
             self._outage(Work(), e)
             return False
-        self._retry_rejected_when_due()
+        if not self._retry_rejected_when_due():
+            return False  # the database went away: nothing else before it is done
         work = self.queue.take(self.batch_max)
         did = bool(work) and self._apply(work)
         if self.database_available and monotonic() >= self._next_flush:
             self._flush()
-            self._next_flush = monotonic() + FLUSH_SECONDS
+            self._next_flush = monotonic() + self.flush_seconds
         self._probe_when_idle()
         return did
 
-    def _retry_rejected_when_due(self) -> None:
+    def request_retry(self) -> None:
+        """Retry what the database refused at the next step, before anything else."""
+        self.retry_requested = True
+        self.queue.wait_for_work(0)
+
+    def _retry_due(self, now: float) -> bool:
+        if self.retry_requested:
+            return True
+        if self.reject_retry_seconds is None:
+            return False
+        if now >= self._next_retry:
+            return True
+        if now >= self._next_request_check:
+            self._next_request_check = now + REQUEST_SECONDS
+            return self.applier.store.retry_requested()
+        return False
+
+    def _retry_rejected_when_due(self) -> bool:
         """Write again what the database refused: at the first step, periodically, and
-        soon after `snapshotter rejects retry` asked for it."""
-        if self.reject_retry_seconds is None or not self.database_available:
-            return
+        soon after `snapshotter rejects retry` asked for it, before any other work.
+        False if that failed (the retry stays due)."""
         now = monotonic()
         try:
-            due = now >= self._next_retry
-            if not due and now >= self._next_request_check:
-                self._next_request_check = now + REQUEST_SECONDS
-                due = self.applier.store.retry_requested()
-            if not due:
-                return
-            self._next_retry = now + self.reject_retry_seconds
-            self._next_request_check = now + REQUEST_SECONDS
+            if not self._retry_due(now):
+                return True
             self.totals.merge(self.applier.retry_rejected())
         except StoreFenced as e:
             self._fenced(e)
+            return False
         except StoreUnavailable as e:
             self._outage(Work(), e)
+            return False
+        self.retry_requested = False
+        self._next_retry = now + (self.reject_retry_seconds or 0)
+        self._next_request_check = now + REQUEST_SECONDS
+        return True
 
     def unreachable_for(self) -> float:
         """Seconds since the database last answered (0 while it does)."""

@@ -143,6 +143,7 @@ CLUSTER_ACTIONS = (
     "start_job",
     "start_job",
     "set_phase",
+    "set_phase",
     "start_deletion",
     "delete_runner",
     "delete_runner",
@@ -154,10 +155,17 @@ WATCH_ACTIONS = (
     "deliver_runner_events",
     "deliver_runner_events",
     "deliver_pool_events",
+    "bookmark",
+)
+WATCH_TROUBLES = (
+    "watch_loses_events",
     "watch_breaks",
     "watch_resumes",
+    "watch_resumes",
+    "watch_replays",
     "watch_replays",
     "watch_gap_then_relist",
+    "relist_after_overflow",
     "relist_after_overflow",
 )
 POLL_ACTIONS = (
@@ -171,14 +179,18 @@ POLL_ACTIONS = (
 DATABASE_ACTIONS = (
     "database_goes_down",
     "database_comes_back",
+    "database_comes_back",
     "next_commits_fail",
+    "database_refuses_names",
     "database_refuses_names",
     "database_refuses_history",
     "database_cured_and_rejects_retried",
 )
 REFUSING_TABLES = ("github_ephemeral_runner_states", "github_workflow_runs", "github_runner_sets")
 EVERY_ACTION = (
-    *dict.fromkeys(CLUSTER_ACTIONS + WATCH_ACTIONS + POLL_ACTIONS + DATABASE_ACTIONS),
+    *dict.fromkeys(
+        CLUSTER_ACTIONS + WATCH_ACTIONS + WATCH_TROUBLES + POLL_ACTIONS + DATABASE_ACTIONS
+    ),
     "restart",
     "create_runner reusing a name",
     "create_runner with a refused name",
@@ -308,6 +320,9 @@ class Interleavings(RuleBasedStateMachine):
         self.previous: dict[str, dict[str, Any]] = {}
         self.previous_runs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.harness: Harness | None = None
+        self.dirty = True
+        self._offered: Any = None
+        self.retry_pending = False
         self.restarts = 0
         self.ready = True
         self._start_daemon()
@@ -341,6 +356,7 @@ class Interleavings(RuleBasedStateMachine):
     def _start_daemon(self) -> None:
         """A daemon starts: it loads the state, retries what was rejected, lists
         everything, then (in watch mode) watches from there."""
+        self.dirty = True
         self.harness = Harness(
             self.engine,
             clock=self.clock,
@@ -351,6 +367,7 @@ class Interleavings(RuleBasedStateMachine):
         self.must_relist: set[str] = set()
         self.watch_from = len(self.cluster.log)
         self.watch_at = {RUNNERS: self.watch_from, "pools": self.watch_from}
+        self.retry_pending = False  # a retry asked of the previous daemon: forgotten
         self._retry_rejects()
         self._relist(from_watch=False, kinds=tuple(RESOURCES))
         if self.mode.watch:
@@ -425,9 +442,15 @@ class Interleavings(RuleBasedStateMachine):
         return True
 
     def _offer_item(self, obs: Any, body: dict[str, Any], held: HeldList) -> bool:
-        """A list item is queued: the engine and the oracle must agree on the room."""
+        """A list item is queued: the engine and the oracle must agree on the room.
+        (An item is offered again after the writer made room, which may have stored
+        it meanwhile: the engine looked it up before, so the check is made once.)"""
         uid, rv = body["metadata"]["uid"], body["metadata"]["resourceVersion"]
-        assert self.oracle.stored_rv(obs.resource, uid) != rv, f"{uid}: queued at its version"
+        if obs is not self._offered:
+            self._offered = obs
+            assert self.oracle.stored_rv(obs.resource, uid) != rv, (
+                f"{uid}: queued at its version\n{self._trace(uid)}"
+            )
         accepted = self.h.queue.offer(obs)
         signal = Signal(obs.resource, uid, body, held.at, held.seq, self.oracle.next_moment())
         expected = self.oracle.receive(signal)
@@ -453,7 +476,11 @@ class Interleavings(RuleBasedStateMachine):
         return handed
 
     def _drain(self) -> None:
+        self.dirty = True
         self.h.drain()
+        if self.retry_pending and not self.h.writer.retry_requested:
+            self.retry_pending = False  # the writer retried before taking any work
+            self.oracle.retry_rejected()
         self.oracle.applied(self.h.queue.pending_keys(), lambda m: m.done.is_set())
 
     def _writer_keeps_up(self) -> None:
@@ -461,10 +488,12 @@ class Interleavings(RuleBasedStateMachine):
             self._drain()
 
     def _retry_rejects(self) -> None:
-        retry = getattr(self.h.applier, "retry_rejected", None)
-        if retry is not None and not self.outage.active:
-            retry()
-        self.oracle.retry_rejected()
+        """A retry of the rejected objects is asked for (at start-up, periodically, or
+        by `snapshotter rejects retry`): the writer does it before its next work."""
+        request = getattr(self.h.writer, "request_retry", None)
+        if request is not None:
+            request()
+            self.retry_pending = True
 
     # -- the rules: families of actions (each family enabled means all its actions run) --
 
@@ -477,7 +506,13 @@ class Interleavings(RuleBasedStateMachine):
     @precondition(lambda self: self.ready and self.mode.watch)
     @rule(action=st.sampled_from(WATCH_ACTIONS), data=st.data())
     def watches(self, action: str, data: st.DataObject) -> None:
-        """The watches deliver, break, resume, replay, miss events or overflow."""
+        """The watches deliver events and bookmarks."""
+        self._run(action, data)
+
+    @precondition(lambda self: self.ready and self.mode.watch)
+    @rule(action=st.sampled_from(WATCH_TROUBLES), data=st.data())
+    def watch_troubles(self, action: str, data: st.DataObject) -> None:
+        """The runner watch breaks, resumes, replays, misses events or overflows."""
         self._run(action, data)
 
     @precondition(lambda self: self.ready)
@@ -498,11 +533,12 @@ class Interleavings(RuleBasedStateMachine):
         """kill -9 and start again: what was not committed is forgotten."""
         self._run("restart", None)
 
-    def _run(self, action: str, data: st.DataObject | None) -> None:
+    def _run(self, action: str, data: st.DataObject | None) -> bool:
         done = getattr(self, f"_do_{action}")(data)
         if done is not False:
             action_counts[action] += 1
             event(f"action {action}")
+        return done is not False
 
     # -- the cluster -------------------------------------------------------------------
 
@@ -644,14 +680,31 @@ class Interleavings(RuleBasedStateMachine):
         return True
 
     def _do_deliver_runner_events(self, data: st.DataObject) -> bool:
+        """The runner watch delivers events (relisting first if it overflowed); once
+        caught up, the API server may send a bookmark."""
+        if RUNNERS in self.must_relist:
+            return self._run("relist_after_overflow", data) or True
         if not self.watch_live:
             return False
-        return self._deliver_from(RUNNERS, data.draw(st.integers(1, 6)))
+        delivered = self._deliver_from(RUNNERS, data.draw(st.integers(1, 8)))
+        if data.draw(st.booleans()):
+            self._run("bookmark", data)
+        return delivered
 
     def _do_deliver_pool_events(self, data: st.DataObject) -> bool:
         if "pools" in self.must_relist:
-            return False
+            return self._run("relist_after_overflow", data) or True
         return self._deliver_from("pools", data.draw(st.integers(1, 4)))
+
+    def _do_bookmark(self, _data: st.DataObject) -> bool:
+        """A caught-up runner watch receives a BOOKMARK at the current version."""
+        if not self.watch_live or self.watch_at[RUNNERS] < len(self.cluster.log):
+            return False
+        rv = self.cluster.rv_of(self.cluster.seq)
+        self.h.queue.note_progress(RUNNERS, rv)
+        self.oracle.progress(RUNNERS, rv)
+        self._writer_keeps_up()
+        return True
 
     def _do_watch_breaks(self, _data: st.DataObject) -> bool:
         if not self.watch_live:
@@ -674,6 +727,29 @@ class Interleavings(RuleBasedStateMachine):
         self.watch_at[RUNNERS] = max(self.watch_from, self.watch_at[RUNNERS] - k)
         return True
 
+    def _do_watch_loses_events(self, data: st.DataObject) -> bool:
+        """Events are lost without a 410 (the watch goes on from a later version): only
+        a list or the watch's progress can tell the daemon what it missed."""
+        if not self.watch_live:
+            return False
+        lost = 0
+        suspected = self.oracle.suspected(RUNNERS)
+        for model_event in self.cluster.log[self.watch_at[RUNNERS] :]:
+            self.watch_at[RUNNERS] += 1
+            lost += 1
+            # the one that matters most: a runner's last state, preferably one a poll
+            # list already missed
+            if (
+                model_event.resource == RUNNERS
+                and model_event.type == "DELETED"
+                and (not suspected or model_event.uid in suspected)
+            ):
+                break
+        if data.draw(st.booleans()):
+            self._deliver_from(RUNNERS, len(self.cluster.log))
+            self._run("bookmark", data)
+        return lost > 0
+
     def _do_watch_gap_then_relist(self, data: st.DataObject) -> bool:
         """Events are missed (410 Gone), so the watch relists and goes on from there."""
         k = data.draw(st.integers(1, 6))
@@ -682,7 +758,7 @@ class Interleavings(RuleBasedStateMachine):
             self.watch_at[RUNNERS] = self.watch_from = len(self.cluster.log)
             self._set_watch(True)
         else:
-            self._set_watch(False)
+            self._watch_overflowed(RUNNERS)  # relists once there is room
         return True
 
     # -- the poller and the writer -----------------------------------------------------
@@ -745,9 +821,17 @@ class Interleavings(RuleBasedStateMachine):
         tag = f"poison{self.poison_epoch}"
         self.poisons.setdefault(table, set()).add(tag)
         poison.refuse_named(self.engine, table, tag, errcode)
+        self.oracle.note("database", f"refuses {table} named *{tag}*")
         action_counts[f"refuse rows of {table}"] += 1
         if table == "github_runner_sets" and len(self.cluster.pools) < 3:
             self.cluster.create_pool(tag=tag)
+        elif self.cluster.pools and len(self.cluster.runners) < 4:
+            pool = data.draw(st.sampled_from(sorted(self.cluster.pools)))
+            name = f"{self.cluster.pools[pool].name}-{tag}-{len(self.cluster.names)}"
+            uid = self.cluster.create(pool, name=name)
+            if table == "github_workflow_runs":
+                self.cluster.start_job(uid)
+                self.cluster.delete(uid, self.clock())  # a run row is due at once
         return True
 
     def _do_database_refuses_history(self, data: st.DataObject) -> bool:
@@ -762,6 +846,7 @@ class Interleavings(RuleBasedStateMachine):
         if self.outage.active:
             return False
         poison.cure(self.engine)
+        self.oracle.note("database", "cured")
         self.poisons.clear()
         self.poison_epoch += 1
         self._retry_rejects()
@@ -771,6 +856,7 @@ class Interleavings(RuleBasedStateMachine):
     # -- the daemon ----------------------------------------------------------------------
 
     def _do_restart(self, _data: st.DataObject | None) -> bool:
+        self.oracle.note("database", "daemon restarts")
         self.restarts += 1
         self.h.close()
         self.oracle.crash()
@@ -810,8 +896,9 @@ class Interleavings(RuleBasedStateMachine):
 
     @invariant()
     def tables_agree_with_the_oracle(self) -> None:
-        if not self.ready or self.outage.active:
-            return
+        if not self.ready or self.outage.active or not self.dirty:
+            return  # nothing was written since the last comparison
+        self.dirty = False
         states, runs = self._runner_rows(), self._run_rows()
         self._facts_never_move(states, runs)
         self._compare_runners(states)
@@ -887,19 +974,26 @@ class Interleavings(RuleBasedStateMachine):
             self._compare_link(uid, row["runner_set_id"], runner, pools)
 
     def _trace(self, uid: str) -> str:
-        """What the oracle saw of this runner, and of others with its name."""
+        """What the oracle saw of this runner, of others with its name, and what the
+        database was told."""
         name = self.cluster.names.get(uid)
         uids = [u for u, n in self.cluster.names.items() if n == name] or [uid]
+        uids.append("database")
         return "\n".join(f"  {u}: {line}" for u in uids for line in self.oracle.trace.get(u, []))
 
     def _compare_link(self, uid: str, got: int | None, runner: Any, pools: dict[str, int]) -> None:
+        """A live runner points at its pool while the pool is active; a runner gone
+        before its pool was stored, or seen first after its pool was deleted, may
+        not (either is right)."""
         pool = self.oracle.pool_for(runner.pool_name)
         right = pools.get(pool.uid) if pool is not None else None
-        if runner.is_deleted:
-            # gone before its pool was stored (or in the same batch): either is right
+        if runner.is_deleted or pool is None or not pool.active:
             assert got in (None, right), f"{uid}: runner_set_id {got}, pool {right}"
         else:
-            assert got == right, f"{uid}: runner_set_id {got}, expected {right}"
+            assert got == right, (
+                f"{uid}: runner_set_id {got}, expected {right}\n{self._trace(uid)}\n"
+                f"{self._trace(pool.uid)}"
+            )
 
     def _compare_runs(self, runs: dict[tuple[Any, ...], dict[str, Any]]) -> None:
         pools = self._pool_ids()
@@ -925,7 +1019,7 @@ class Interleavings(RuleBasedStateMachine):
                 want.completion_source,
                 want.pool_name,
             )
-            assert got == wanted, f"run {key}: {got} != {wanted}"
+            assert got == wanted, f"run {key}: {got} != {wanted}\n{self._trace(key[0])}"
             if self.mode.lens:
                 assert row["config_id"] in self.oracle.matching_configs(runner), f"run {key}"
             pool = self.oracle.pool_for(runner.pool_name)
@@ -938,7 +1032,9 @@ class Interleavings(RuleBasedStateMachine):
         assert set(stored) == set(expected), f"pools {sorted(stored)} != {sorted(expected)}"
         for uid, pool in expected.items():
             status = "active" if pool.active else "deleted"
-            assert stored[uid]["status"] == status, f"pool {uid}: {stored[uid]['status']}"
+            assert stored[uid]["status"] == status, (
+                f"pool {uid}: {stored[uid]['status']}\n{self._trace(uid)}"
+            )
 
     # -- the end -------------------------------------------------------------------------
 
@@ -966,6 +1062,7 @@ class Interleavings(RuleBasedStateMachine):
         self._drain()
         assert not self.h.queue.pending_keys(), "work left after settling"
         self.h.applier.flush(force=True)
+        self.dirty = True
         self.tables_agree_with_the_oracle()
         self._compare_with_the_cluster()
         self._compare_counts()
@@ -975,7 +1072,10 @@ class Interleavings(RuleBasedStateMachine):
         the daemon was shown has its run row once its runner is gone."""
         states = self._runner_rows()
         live = {uid for uid, row in states.items() if not row["is_deleted"]}
-        assert live == set(self.cluster.runners), "live runners differ from the cluster"
+        odd = live ^ set(self.cluster.runners)
+        assert not odd, "live runners differ from the cluster\n" + "\n".join(
+            self._trace(uid) for uid in sorted(odd)
+        )
         for uid in self.cluster.runners:
             assert states[uid]["phase"] == self.cluster.phase(uid), f"{uid}: phase"
             assert states[uid]["job_id"] == self.cluster.jobs.get(uid), f"{uid}: job"

@@ -5,6 +5,7 @@ resourceVersion and creationTimestamp, which the sample manifests leave out).
 """
 
 import copy
+import functools
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,12 @@ RawObject = dict[str, Any]
 
 
 def sample(name: str) -> RawObject:
-    """A sample manifest by file stem, e.g. "er-running-job"."""
+    """A sample manifest by file stem, e.g. "er-running-job" (a copy of its own)."""
+    return copy.deepcopy(_parsed_sample(name))
+
+
+@functools.cache
+def _parsed_sample(name: str) -> RawObject:
     data: RawObject = yaml.safe_load((SAMPLES_DIR / f"{name}.yaml").read_text())
     return data
 

@@ -76,6 +76,7 @@ class Harness:
             probe_seconds=0,
             retry_outages=retry_outages,
             reject_retry_seconds=None,  # the tests say when rejects are retried
+            flush_seconds=0,  # counts at every step: the same steps, the same rows
         )
         self.applier.load()
 

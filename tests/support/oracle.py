@@ -34,7 +34,7 @@ Times are the receipt times the test hands over; the oracle never reads a clock.
 import copy
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,7 +63,7 @@ def integer_rv(rv: str) -> int | None:
     return None
 
 
-def newer(rv: str, seq: int, than_rv: str, than_seq: int) -> bool:
+def newer(rv: str, seq: float, than_rv: str, than_seq: float) -> bool:
     """Whether an observation (rv, arrival order) is newer than another (§4.4)."""
     mine, theirs = integer_rv(rv), integer_rv(than_rv)
     if mine is not None and theirs is not None:
@@ -71,7 +71,7 @@ def newer(rv: str, seq: int, than_rv: str, than_seq: int) -> bool:
     return rv != than_rv and seq > than_seq
 
 
-def not_after(rv: str, seq: int, list_rv: str, list_seq: int) -> bool:
+def not_after(rv: str, seq: float, list_rv: str, list_seq: float) -> bool:
     """Whether an observation predates a complete list (its absence then means gone)."""
     mine, theirs = integer_rv(rv), integer_rv(list_rv)
     if mine is not None and theirs is not None:
@@ -103,7 +103,7 @@ class Signal:
     uid: str
     obj: dict[str, Any] | None  # None: gone from a complete list
     at: datetime  # receipt time (a list's: when it began)
-    seq: int  # arrival order (a list's items share the list's)
+    seq: float  # arrival order (a list's items share the list's)
     moment: int  # the order in which the daemon got them (ties of receipt time)
     deleted: bool = False  # a DELETED event
     rv_override: str | None = None  # a vanishing list's resourceVersion
@@ -173,7 +173,7 @@ class Runner:
     uid: str
     name: str
     rv: str
-    seq: int
+    seq: float
     phase: str | None
     pool_name: str | None
     created: datetime
@@ -217,7 +217,7 @@ class Pool:
     uid: str
     name: str
     rv: str
-    seq: int
+    seq: float
     created: datetime
     active: bool = True
 
@@ -286,7 +286,7 @@ class Oracle:
         self.cover = coverage
         self.runners: dict[str, Runner] = {}
         self.pools: dict[str, Pool] = {}
-        self.ers: dict[str, tuple[str, int]] = {}  # EphemeralRunnerSet uid -> (rv, seq)
+        self.ers: dict[str, tuple[str, float]] = {}  # EphemeralRunnerSet uid -> (rv, seq)
         self.rejected: dict[Key, list[Signal]] = {}
         self._pending: dict[Key, Pending] = {}
         self._markers: list[Marker] = []
@@ -353,6 +353,10 @@ class Oracle:
     def pending_keys(self) -> set[Key]:
         return set(self._pending)
 
+    def suspected(self, resource: str) -> set[str]:
+        """Objects a poll list missed while their watch was behind (to steer tests)."""
+        return {uid for kind, uid in self._suspects if kind == resource}
+
     def crash(self) -> None:
         """kill -9: what was not applied is forgotten, and what lived in memory."""
         for uid in self.trace:
@@ -370,6 +374,14 @@ class Oracle:
             runner.seq = 0  # loaded from the database: no arrival order
         for pool in self.pools.values():
             pool.seq = 0
+        for key, held in self.rejected.items():
+            # kept by the rejects table: after what is loaded (0), in the order they
+            # came, before what the next process receives (from 3, the queue's first)
+            ordered = sorted(held, key=lambda s: s.seq)
+            step = 1 / (len(ordered) + 1)
+            self.rejected[key] = [
+                replace(s, seq=1 + n * step) for n, s in enumerate(ordered, start=1)
+            ]
 
     def standby_forgets(self, received_before: Callable[[Signal], bool]) -> None:
         """A standby drops objects observed only before a cutoff, and its lists."""
@@ -408,6 +420,9 @@ class Oracle:
 
     def _apply(self, key: Key, signals: list[Signal]) -> None:
         self.note(key[1], f"applied {[_describe(s) for s in signals]}")
+        if self._no_news(key, signals):
+            self.cover.hit("refused version seen again, left to the retry")
+            return
         held = self.rejected.pop(key, [])
         if held:
             self.cover.hit("rejected object written again with news")
@@ -420,7 +435,21 @@ class Oracle:
         else:
             self._apply_pool_set(uid, signals)
 
+    def _no_news(self, key: Key, signals: list[Signal]) -> bool:
+        """An object seen again at the very version the database refused brings
+        nothing new: it waits for the retry."""
+        held = {s.rv for s in self.rejected.get(key, []) if not s.vanished}
+        observed = [s for s in signals if not s.vanished]
+        if not held or not observed:
+            return False
+        newest = observed[0]
+        for signal in observed[1:]:
+            if newer(signal.rv, signal.seq, newest.rv, newest.seq):
+                newest = signal
+        return newest.rv in held
+
     def _reject(self, key: Key, signals: list[Signal]) -> None:
+        self.note(key[1], "refused by the database: held")
         self.rejected.setdefault(key, []).extend(signals)
         self.cover.hit(f"{key[0]} rejected")
 
@@ -685,13 +714,14 @@ class Oracle:
                 if defer and key not in self._suspects:
                     self._suspects[key] = (marker, stream)
                     self.cover.hit("absence suspected while the watch is live")
+                    self.cover.hit(f"{stream.resource} suspected")
                     continue
                 if key in self._suspects:
                     self.cover.hit("suspect decided by the next list")
                 self._suspects.pop(key, None)
                 self._absent(stream.resource, uid, marker, stream)
 
-    def _live_rows(self, resource: str) -> list[tuple[str, str, int]]:
+    def _live_rows(self, resource: str) -> list[tuple[str, str, float]]:
         if resource == RUNNERS:
             return [(r.uid, r.rv, r.seq) for r in self.runners.values() if not r.is_deleted]
         if resource == POOLS:
@@ -732,6 +762,7 @@ class Oracle:
 
     def retry_rejected(self) -> None:
         """What the database refused is applied again (start-up, periodic, command)."""
+        self.note("database", f"retry of {sorted(self.rejected)}")
         for key in sorted(self.rejected, key=lambda k: self.rejected[k][0].moment):
             signals = self.rejected.pop(key)
             self.cover.hit("rejected object retried")
