@@ -48,9 +48,10 @@ make_base() {
   log "making the base image $LOCAL_BASE (mmdebstrap, Debian bookworm's python3)"
   # On a bookworm host, its own apt sources (its mirrors, security updates included);
   # elsewhere mmdebstrap's default Debian mirror.
-  local sources=() tarball
-  tarball=$(mktemp --suffix=.tar)
-  trap 'rm -f "$tarball" "$tarball.log"' EXIT
+  local sources=()
+  # Global, not local: the trap runs after this function has returned.
+  BASE_TARBALL=$(mktemp --suffix=.tar)
+  trap 'rm -f "$BASE_TARBALL" "$BASE_TARBALL.log"' EXIT
   if grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release; then
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
       /etc/apt/sources.list.d/*.sources; do
@@ -71,8 +72,8 @@ make_base() {
     --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    bookworm "$tarball" "${sources[@]}" >"$tarball.log" 2>&1; then
-    cat "$tarball.log" >&2
+    bookworm "$BASE_TARBALL" "${sources[@]}" >"$BASE_TARBALL.log" 2>&1; then
+    cat "$BASE_TARBALL.log" >&2
     exit 1
   fi
   # Imported only once complete: a failed run leaves no half-made base behind.
@@ -80,8 +81,8 @@ make_base() {
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
-    "$tarball" "$LOCAL_BASE" >/dev/null
-  rm -f "$tarball" "$tarball.log"
+    "$BASE_TARBALL" "$LOCAL_BASE" >/dev/null
+  rm -f "$BASE_TARBALL" "$BASE_TARBALL.log"
 }
 
 build() {
