@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test demo setup bench bench-faults bench-scale
+.PHONY: test demo setup image lock bench bench-faults bench-scale
 
 test:
 	hack/test.sh $(ARGS)
@@ -11,6 +11,15 @@ demo:
 
 setup:
 	hack/setup.sh
+
+# The container image github-runners-snapshotter:local, built with podman (README.md,
+# "Container image"); installs podman and mmdebstrap if missing.
+image:
+	hack/image.sh
+
+# Regenerates requirements.lock and requirements-build.lock from pyproject.toml.
+lock:
+	hack/lock.sh
 
 bench:
 	hack/setup.sh
