@@ -2,9 +2,10 @@
 # Installs everything the tests need on a fresh machine, and reuses what is there:
 #   - a virtualenv in .venv with the package and its test extras,
 #   - the PostgreSQL server binaries (Debian package) for the throwaway test server,
-#   - kube-apiserver and etcd, and helm, built from pinned Go modules (hack/testbin/build.sh).
+#   - kube-apiserver and etcd, helm and promtool, built from pinned Go modules, and the
+#     Prometheus Operator's CRDs from its module (hack/testbin/build.sh).
 # Idempotent; safe to run before every test run. --no-postgres (the demo) skips
-# PostgreSQL and helm.
+# PostgreSQL, helm and promtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,4 +52,6 @@ hack/testbin/build.sh >/dev/null
 if [ "${1:-}" != "--no-postgres" ]; then
   setup_postgres
   hack/testbin/build.sh helm >/dev/null
+  hack/testbin/build.sh promtool >/dev/null
+  hack/testbin/build.sh monitoring-crds >/dev/null
 fi
