@@ -30,15 +30,16 @@ class Output:
     header: str
     templates: tuple[str, ...]
     values: tuple[str, ...] = ()
-    only_names_ending: str | None = None
+    only_names_ending: tuple[str, ...] = ()
 
 
 OUTPUTS = (
     Output(
         "rbac.yaml",
         "RBAC: read-only access to the ARC resources and the kube-system namespace (the\n"
-        "cluster's identity), and the Lease for leader election. The end-to-end tests create\n"
-        "exactly these objects and run the snapshotter with them.",
+        "cluster's identity), and the Lease for leader election (get and update name the\n"
+        "Lease: with a cluster_name it is github-runners-snapshotter-<cluster_name>). The\n"
+        "end-to-end tests create exactly these objects and run the snapshotter with them.",
         ("templates/serviceaccount.yaml", "templates/rbac.yaml"),
     ),
     Output(
@@ -56,10 +57,12 @@ OUTPUTS = (
     Output(
         "rbac-finalizer-capture.yaml",
         "Extra RBAC for finalizer capture (finalizer_capture.enabled: true): the snapshotter\n"
-        "adds and removes its own finalizer with JSON patches. Apply with rbac.yaml.",
-        ("templates/rbac.yaml",),
+        "adds and removes its own finalizer with JSON patches. RBAC grants `patch` on whole\n"
+        "EphemeralRunners; the ValidatingAdmissionPolicy (Kubernetes >= 1.30) lets the\n"
+        "ServiceAccount change nothing but that finalizer. Apply with rbac.yaml.",
+        ("templates/rbac.yaml", "templates/finalizer-patch-policy.yaml"),
         FINALIZERS,
-        "-finalizers",
+        ("-finalizers", "-finalizer-patches"),
     ),
     Output(
         "finalizer-capture-policy.yaml",

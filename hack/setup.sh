@@ -2,11 +2,12 @@
 # Installs everything the tests need on a fresh machine, and reuses what is there:
 #   - a virtualenv in .venv with the package and its test extras,
 #   - the PostgreSQL server binaries (Debian package) for the throwaway test server,
-#   - kube-apiserver and etcd, and helm, built from pinned Go modules (hack/testbin/build.sh),
+#   - kube-apiserver and etcd, helm and promtool, built from pinned Go modules, and the
+#     Prometheus Operator's CRDs from its module (hack/testbin/build.sh),
 #   - podman (with runc) and mmdebstrap, for the container image's test
 #     (hack/image.sh --install; the image itself is built by the test).
 # Idempotent; safe to run before every test run. --no-postgres (the demo) skips
-# PostgreSQL, helm and podman.
+# PostgreSQL, helm, promtool and podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,5 +54,7 @@ hack/testbin/build.sh >/dev/null
 if [ "${1:-}" != "--no-postgres" ]; then
   setup_postgres
   hack/testbin/build.sh helm >/dev/null
+  hack/testbin/build.sh promtool >/dev/null
+  hack/testbin/build.sh monitoring-crds >/dev/null
   hack/image.sh --install
 fi

@@ -32,7 +32,7 @@ from snapshotter.kube.lease import LeaseClient
 from snapshotter.ops.endpoints import Endpoints
 from snapshotter.ops.health import Health, HealthLimits
 from snapshotter.ops.leader import Elector, Timing
-from snapshotter.ops.stats import SyncStats
+from snapshotter.ops.stats import SyncStats, register_runtime_collectors
 from snapshotter.scheduler import PollSchedule
 from snapshotter.settings import Settings
 from snapshotter.sync.applier import Applier, ApplyResult, stream_name
@@ -208,7 +208,11 @@ def components(
     settings: Settings, stop: threading.Event, *, retry_outages: bool = True
 ) -> Iterator[Components]:
     store = open_store(settings, stop)
-    stats = SyncStats()
+    stats = SyncStats(
+        job_labels=settings.metrics.job_labels, job_series_cap=settings.metrics.job_series_cap
+    )
+    register_runtime_collectors(stats.registry)
+    stats.database_available(True)  # open_store reached it; the writer reports changes
     applier = Applier(
         store,
         cluster_name=settings.cluster_name,

@@ -122,11 +122,29 @@ def _in_a_pod() -> bool:
     return "KUBERNETES_SERVICE_HOST" in os.environ
 
 
+JobLabel = Literal["pool_namespace", "pool_name", "repository", "workflow", "completion_source"]
+
+
+def _distinct(labels: tuple[JobLabel, ...]) -> tuple[JobLabel, ...]:
+    if len(set(labels)) != len(labels):
+        raise ValueError("a label is named twice")
+    return labels
+
+
 class MetricsSettings(_Section):
     port: Count = Field(default=8080, ge=0, le=65_535)
     """Port of /metrics, /healthz and /readyz; 0: no HTTP server."""
     address: str = Field(default_factory=lambda: "0.0.0.0" if _in_a_pod() else "127.0.0.1")  # noqa: S104 - a pod's port is reached through its Service
     """Address to bind: all interfaces in a pod, loopback elsewhere."""
+    job_labels: Annotated[tuple[JobLabel, ...], AfterValidator(_distinct)] = (
+        "pool_namespace",
+        "pool_name",
+        "completion_source",
+    )
+    """Labels of the job metrics. repository and workflow are opt-in: each value is a
+    series (31 with the two histograms), and they may name private repositories."""
+    job_series_cap: Count = Field(default=500, ge=1, le=100_000)
+    """Distinct label sets of the job metrics; past it, new ones count as `other`."""
 
 
 def _pod_namespace() -> str:

@@ -1,28 +1,73 @@
 """What the sync engine measures, as Prometheus metrics and a periodic log line.
 
 One registry per daemon (not the process-global one), so that several daemons can
-run in one process (tests, embedding). Names follow Prometheus conventions: the
-`snapshotter_` prefix, base units (`_seconds`), `_total` for counters; labels are
-bounded (resources, tables, kinds, pools, repositories, workflows; never a uid or
-a job id). Updated from several threads; prometheus_client's metrics are
-thread-safe, and the few plain counters of the log line take a lock.
+run in one process (tests, embedding); it also carries the process, platform and
+garbage-collector metrics and `snapshotter_build_info`. Names follow Prometheus
+conventions: the `snapshotter_` prefix, base units (`_seconds`), `_total` for
+counters; labels are bounded (resources, tables, kinds, and the job metrics' capped
+label sets, see job_metrics.py; never a uid or a job id). Updated from several
+threads; prometheus_client's metrics are thread-safe, and the few plain counters of
+the log line take a lock.
 """
 
+import importlib.metadata
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Metric,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client import Counter as PromCounter
 
 from snapshotter.clock import utc_now
 from snapshotter.diff.rows import RunnerStateRow
+from snapshotter.model import records
+from snapshotter.ops.job_metrics import DEFAULT_JOB_LABELS, DEFAULT_SERIES_CAP, JobMetrics
 
+DISTRIBUTION = "github-runners-snapshotter"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-STARTUP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
-DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
+_WITH_CREATED = ("counter", "histogram", "summary")
+
+
+class MetricsRegistry(CollectorRegistry):
+    """A registry that exports no `_created` series. prometheus_client (0.26) can only
+    turn them off for the whole process (`disable_created_metrics()`, a global flag),
+    which would change the metrics of a process embedding the snapshotter; Prometheus
+    does not need them, and they double the series of every counter and histogram."""
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in super().collect():
+            if metric.type in _WITH_CREATED:
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+def version() -> str:
+    """The installed package's version ("unknown" when run from a bare source tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def register_runtime_collectors(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, file descriptors), python_info and python_gc_*, on the
+    daemon's own registry (prometheus_client puts them on its global one)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    if GC_COLLECTOR is not None:  # None where the interpreter has no gc.get_stats
+        GCCollector(registry=registry)
 
 
 @dataclass
@@ -41,12 +86,6 @@ class LatencyStats:
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
-
-
-def _pool(row: RunnerStateRow) -> str:
-    if row.runner_set_namespace and row.runner_set_name:
-        return f"{row.runner_set_namespace}/{row.runner_set_name}"
-    return ""
 
 
 class _Metrics:
@@ -76,7 +115,10 @@ class _Metrics:
             "snapshotter_watch_events_total", "Watch events", ["resource", "type"], registry=r
         )
         self.watch_restarts = PromCounter(
-            "snapshotter_watch_restarts_total", "Watch requests opened", ["resource"], registry=r
+            "snapshotter_watch_restarts_total",
+            "Watch requests reopened (after an end, an error or a relist; not the first)",
+            ["resource"],
+            registry=r,
         )
         self.relists = PromCounter(
             "snapshotter_watch_relists_total",
@@ -139,33 +181,29 @@ class _Metrics:
             ["action"],
             registry=r,
         )
-        self.jobs = PromCounter(
-            "snapshotter_jobs_finished_total",
-            "Jobs finished, as recorded",
-            ["pool", "repository", "workflow", "completion_source"],
+        self.lease_errors = PromCounter(
+            "snapshotter_leader_election_errors_total",
+            "Lease calls that were refused or failed, by reason",
+            ["reason"],
             registry=r,
         )
-        self.startup = Histogram(
-            "snapshotter_runner_startup_seconds",
-            "From a runner's creation to its job being assigned",
-            ["pool"],
-            buckets=STARTUP_BUCKETS,
-            registry=r,
+        self.build_info = Gauge(
+            "snapshotter_build_info", "The snapshotter's version; always 1", ["version"], registry=r
         )
-        self.duration = Histogram(
-            "snapshotter_job_duration_seconds",
-            "From a job being assigned to its runner finishing",
-            ["pool"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
+        self.build_info.labels(version()).set(1)
+        for resource in (records.RUNNER_SETS, records.EPHEMERAL_RUNNER_SETS, records.RUNNERS):
+            # present from the start, so that the first rejection is an increase
+            self.rejected.labels(resource)
 
 
 @dataclass
 class SyncStats:
-    """The engine's counters: Prometheus metrics, plus totals for the log line."""
+    """The engine's counters: Prometheus metrics, plus totals for the log line.
+    `job_labels` and `job_series_cap`: see job_metrics.py."""
 
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    registry: CollectorRegistry = field(default_factory=MetricsRegistry)
+    job_labels: Sequence[str] = DEFAULT_JOB_LABELS
+    job_series_cap: int = DEFAULT_SERIES_CAP
     events: int = 0
     bookmarks: int = 0
     watch_restarts: int = 0
@@ -177,10 +215,12 @@ class SyncStats:
     commits: int = 0
     dropped_at_shutdown: int = 0
     apply_latency: LatencyStats = field(default_factory=LatencyStats)
+    _streams: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.metrics = _Metrics(self.registry)
+        self.jobs = JobMetrics(self.registry, labels=self.job_labels, cap=self.job_series_cap)
 
     def _add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -188,9 +228,16 @@ class SyncStats:
 
     # -- the watch ---------------------------------------------------------------
 
-    def watch_restarted(self, stream: str) -> None:
-        self._add("watch_restarts")
-        self.metrics.watch_restarts.labels(stream).inc()
+    def watch_opened(self, stream: str) -> None:
+        """A watch request of `stream` opened: a restart unless it is the stream's first."""
+        with self._lock:
+            first = stream not in self._streams
+            self._streams.add(stream)
+            if not first:
+                self.watch_restarts += 1
+        restarts = self.metrics.watch_restarts.labels(stream)  # 0 from the first watch on
+        if not first:
+            restarts.inc()
 
     def relisted(self, stream: str) -> None:
         self._add("relists")
@@ -236,17 +283,7 @@ class SyncStats:
         self.metrics.rejected.labels(resource).inc()
 
     def job_finished(self, row: RunnerStateRow) -> None:
-        pool = _pool(row)
-        source = row.completion_source or ""
-        self.metrics.jobs.labels(
-            pool, row.job_repository or "", row.workflow_name or "", source
-        ).inc()
-        if row.job_assigned_at and row.creation_timestamp:
-            started = (row.job_assigned_at - row.creation_timestamp).total_seconds()
-            self.metrics.startup.labels(pool).observe(max(0.0, started))
-        if row.job_assigned_at and row.completed_at:
-            duration = (row.completed_at - row.job_assigned_at).total_seconds()
-            self.metrics.duration.labels(pool).observe(max(0.0, duration))
+        self.jobs.observe(row)
 
     def dropped(self, n: int) -> None:
         self._add("dropped_at_shutdown", n)
@@ -256,6 +293,11 @@ class SyncStats:
 
     def leading(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
+
+    def leader_election_error(self, reason: str) -> None:
+        """A Lease call refused or failed; `reason` is a short bounded word (forbidden,
+        invalid, unavailable, conflict, ...), never a message."""
+        self.metrics.lease_errors.labels(reason).inc()
 
     def watch_queue(self, pending: Callable[[], int], capacity: int) -> None:
         self.metrics.pending.set_function(pending)

@@ -167,7 +167,7 @@ class Watcher(threading.Thread):
     def _watch(self, resume: str) -> None:
         """One watch request; every event moves `_resume`, so that an error in the
         middle of the stream resumes after the last event handed over."""
-        self.stats.watch_restarted(self.name_)
+        self.stats.watch_opened(self.name_)
         timeout = self._rng.randint(
             self.tuning.min_timeout_seconds, self.tuning.max_timeout_seconds
         )

@@ -61,11 +61,8 @@ class Replicas:
                 env={"POD_NAME": name},
                 interval_seconds=5,
                 metrics={"port": free_port()},
-                leader_election={
-                    "enabled": True,
-                    "namespace": "primus-lens",
-                    "lease_name": f"snapshotter-{namespace}",
-                },
+                # the Lease the shipped Role names (config/deploy/rbac.yaml)
+                leader_election={"enabled": True, "namespace": "primus-lens"},
             )
             for name in ("replica-a", "replica-b")
         }

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,8 @@ ADMIN_USER = "admin"
 SNAPSHOTTER_USER = "snapshotter"
 NOBODY_USER = "nobody"  # authenticated, but no RBAC binding at all
 _ADMISSION = "/apis/admissionregistration.k8s.io/v1beta1"
+_ADMISSION_V1 = "/apis/admissionregistration.k8s.io/v1"
+_MONITORING = "/apis/monitoring.coreos.com/v1/namespaces/{namespace}"
 _COLLECTIONS = {
     "Namespace": "/api/v1/namespaces",
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
@@ -50,6 +52,11 @@ _COLLECTIONS = {
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
     "MutatingAdmissionPolicy": f"{_ADMISSION}/mutatingadmissionpolicies",
     "MutatingAdmissionPolicyBinding": f"{_ADMISSION}/mutatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicy": f"{_ADMISSION_V1}/validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": f"{_ADMISSION_V1}/validatingadmissionpolicybindings",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
+    "ServiceMonitor": f"{_MONITORING}/servicemonitors",  # CRDs: install_crds(monitoring)
+    "PrometheusRule": f"{_MONITORING}/prometheusrules",
 }
 
 
@@ -230,13 +237,15 @@ class TestCluster:
     def create_namespace(self, name: str) -> None:
         self.rest().post("/api/v1/namespaces", {"metadata": {"name": name}})
 
-    def install_crds(self) -> None:
+    def install_crds(self, files: Sequence[Path] | None = None) -> None:
+        """Install CRDs (default: ARC's) and wait until they are served."""
+        files = crd_files() if files is None else files
         rest = self.rest()
-        for path in crd_files():
+        for path in files:
             crd = yaml.safe_load(path.read_text())
             rest.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         assert self.apiserver is not None
-        for path in crd_files():
+        for path in files:
             name = yaml.safe_load(path.read_text())["metadata"]["name"]
             _wait_for(f"CRD {name}", partial(self._established, rest, name), 30, self.apiserver)
 
@@ -247,8 +256,9 @@ class TestCluster:
         if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return False
         plural, group = crd["spec"]["names"]["plural"], crd["spec"]["group"]
+        version = next(v["name"] for v in crd["spec"]["versions"] if v.get("served", True))
         try:  # served, and its watch cache initialised (until then: 429)
-            rest.get(f"/apis/{group}/v1alpha1/{plural}", limit=1)
+            rest.get(f"/apis/{group}/{version}/{plural}", limit=1)
         except RestError:
             return False
         return True
