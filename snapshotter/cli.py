@@ -3,14 +3,16 @@
     snapshotter [--config FILE] [--once]     run the daemon, or one reconciliation
     snapshotter db upgrade                   create or upgrade the schema
     snapshotter db upgrade --sql             print what the upgrade would run, change nothing
+    snapshotter db current                   print the schema revision
     snapshotter config check                 validate the configuration and print it
     snapshotter finalizers remove            remove our finalizer from every runner
 
-Exit codes: 0 clean stop or successful --once, 1 crash, 2 usage or config error
-(argparse's own code), 3 start-up error, 4 a --once reconciliation failed.
+The exit codes (EPILOG) are the contract with whatever runs the command: a
+Deployment's restart policy, a CI step, a shell script.
 """
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
@@ -20,29 +22,80 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from snapshotter import daemon, logconfig
+from snapshotter import __version__, daemon, logconfig
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
-from snapshotter.settings import CONFIG_PATH_VARIABLE, Settings, load_settings
+from snapshotter.settings import (
+    CONFIG_PATH_VARIABLE,
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Settings,
+    load_settings,
+)
 from snapshotter.sync.finalizers import FINALIZER
 from snapshotter.sync.intake import QueueFull
 
 log = logging.getLogger(__name__)
 
+DISTRIBUTION = "github-runners-snapshotter"
 TABLE_LABELS = {
     "github_runner_sets": "runner sets",
     "github_ephemeral_runner_states": "runner states",
     "github_workflow_runs": "workflow runs",
     "github_runner_set_history": "runner set history",
 }
+EPILOG = f"""\
+environment variables:
+  {CONFIG_PATH_VARIABLE:<30}the configuration file when --config is not given
+  {ENV_PREFIX + "<SECTION>__<KEY>":<30}any setting, overriding the file: {ENV_PREFIX} + its key,
+  {"":<30}nested keys joined by __, e.g. {ENV_PREFIX}DATABASE__URL,
+  {"":<30}{ENV_PREFIX}INTERVAL_SECONDS=5, {ENV_PREFIX}LOGGING__LEVEL=debug
+
+exit codes:
+  0  clean stop (SIGTERM, SIGINT) or a successful --once
+  1  unexpected crash
+  2  usage or configuration error (every problem listed, one per line)
+  3  start-up error (database or Kubernetes not usable), one line
+  4  a --once reconciliation failed
+"""
+# command -> (its help, {action: its help})
+COMMANDS = {
+    "db": (
+        "database schema",
+        {
+            "upgrade": "create the schema or upgrade it to the newest revision",
+            "current": "print the database's schema revision and the newest one",
+        },
+    ),
+    "config": (
+        "configuration",
+        {"check": "validate the configuration and print it (secrets masked)"},
+    ),
+    "finalizers": (
+        "finalizer capture",
+        {"remove": f"remove the finalizer {FINALIZER} from every runner in scope"},
+    ),
+}
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snapshotter",
         description="Keep the history of ARC runners and jobs in a database.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument(
         "--config",
         type=Path,
@@ -54,28 +107,48 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run one full reconciliation, print what changed and exit",
     )
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", choices=["text", "json"])
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="overrides logging.level (any case)",
+    )
+    parser.add_argument(
+        "--log-format", type=str.lower, choices=LOG_FORMATS, help="overrides logging.format"
+    )
+    _add_commands(parser)
+    return parser
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    """`COMMAND ACTION`, each documented in `--help` and in `COMMAND --help`."""
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    db = commands.add_parser("db", help="database schema")
-    db.add_argument("action", choices=["upgrade", "current"])
-    db.add_argument(
+    added: dict[tuple[str, str], argparse.ArgumentParser] = {}
+    for name, (command_help, actions) in COMMANDS.items():
+        command = commands.add_parser(
+            name, help=f"{command_help}: {' | '.join(actions)}", description=command_help
+        )
+        subcommands = command.add_subparsers(dest="action", metavar="ACTION", required=True)
+        for action, action_help in actions.items():
+            added[name, action] = subcommands.add_parser(
+                action, help=action_help, description=action_help
+            )
+    added["db", "upgrade"].add_argument(
         "--sql",
         action="store_true",
-        help="upgrade: print the statements it would run, change nothing (PostgreSQL)",
+        help="print the statements the upgrade would run, change nothing (PostgreSQL only)",
     )
-    config = commands.add_parser("config", help="configuration")
-    config.add_argument("action", choices=["check"])
-    finalizers = commands.add_parser(
-        "finalizers", help="finalizer capture: remove our finalizer from every runner"
-    )
-    finalizers.add_argument("action", choices=["remove"])
-    return parser
 
 
 def _config_errors(error: ConfigError) -> int:
     for problem in error.problems:
         print(f"config error: {problem}", file=sys.stderr)  # noqa: T201
+    return ExitCode.USAGE
+
+
+def _usage_error(message: str) -> int:
+    """A request that cannot be served as asked: one line, as argparse words it."""
+    print(f"snapshotter: error: {message}", file=sys.stderr)  # noqa: T201
     return ExitCode.USAGE
 
 
@@ -103,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
-        return _db(args.action, settings, plan_only=args.sql)
+        return _db(args.action, settings, plan_only=getattr(args, "sql", False))
     if args.command == "config":
         print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr stays masked
         return ExitCode.OK
@@ -121,7 +194,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db(action: str, settings: Settings, *, plan_only: bool = False) -> int:
-    engine = db_engine.make_engine(settings.database.effective_url())
+    url = settings.database.effective_url()
+    if plan_only and db_engine.is_sqlite(url):
+        return _usage_error(
+            "db upgrade --sql needs PostgreSQL (database.url): SQLite's schema changes "
+            "cannot be rolled back, so they cannot be planned"
+        )
+    engine = db_engine.make_engine(url)
     try:
         if action == "upgrade" and plan_only:
             for statement in migrate.planned_upgrade(engine):

@@ -207,7 +207,14 @@ def _load(applier: Applier) -> None:
 def components(
     settings: Settings, stop: threading.Event, *, retry_outages: bool = True
 ) -> Iterator[Components]:
-    store = open_store(settings, stop)
+    # Kubernetes first: without it there is nothing to record, and the store would
+    # create (and migrate) the embedded SQLite file for nothing.
+    kube = open_kube(settings, stop)
+    try:
+        store = open_store(settings, stop)
+    except BaseException:
+        kube.close()
+        raise
     stats = SyncStats(
         job_labels=settings.metrics.job_labels, job_series_cap=settings.metrics.job_series_cap
     )
@@ -222,11 +229,6 @@ def components(
     )
     try:
         _load(applier)
-        kube = open_kube(settings, stop)
-    except BaseException:
-        store.close()
-        raise
-    try:
         claim_cluster(store, kube, settings)
         keeper = FinalizerKeeper(kube, stats=stats) if settings.finalizer_capture.enabled else None
         applier.on_commit = keeper.on_commit if keeper else None

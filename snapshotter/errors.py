@@ -64,8 +64,9 @@ class StoreUnavailable(StoreError):
 
 
 class StoreForbidden(StoreUnavailable):
-    """The database refused the login or the rights: retried while running (someone
-    may fix it), but not at start-up, where it is a configuration problem."""
+    """The database refused the login or the rights, or TLS failed (an untrusted
+    certificate): retried while running (someone may fix it), but not at start-up,
+    where it is a configuration problem."""
 
 
 class StoreFenced(StoreError):

@@ -5,12 +5,13 @@ CLI exits 2 with all of them. Nothing here runs at import: `load_settings` build
 frozen Settings once and the CLI passes plain values down.
 """
 
+import json
 import os
 import re
 import socket
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -184,9 +185,26 @@ class LeaderElectionSettings(_Section):
         return self
 
 
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+LevelName = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+FormatName = Literal["text", "json"]
+LOG_LEVELS: tuple[str, ...] = get_args(LevelName)
+LOG_FORMATS: tuple[str, ...] = get_args(FormatName)
+# `debug` and `Debug` mean DEBUG (as the --log-level flag does); stored normalised.
+LogLevel = Annotated[LevelName, BeforeValidator(_upper)]
+LogFormat = Annotated[FormatName, BeforeValidator(_lower)]
+
+
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
+    level: LogLevel = "INFO"
+    format: LogFormat = "text"
 
 
 class WorkflowConfigSettings(_Section):
@@ -309,13 +327,45 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _problem(error: Mapping[str, Any]) -> str:
+def _json_holds(text: str, step: str | int) -> bool:
+    """Whether a JSON-valued variable (a whole section or list) holds `step`."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    if isinstance(value, dict):
+        return str(step) in value
+    return isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)
+
+
+def environment_source(loc: tuple[str | int, ...], environ: Mapping[str, str]) -> str | None:
+    """The SNAPSHOTTER_* variable that supplied the value at `loc`, or None (the file).
+
+    pydantic's errors carry only the field path, merged from both sources. The
+    environment wins where both set a value, so the deepest variable naming a prefix
+    of the path is the source: the path itself (SNAPSHOTTER_DATABASE__URL), or a
+    JSON-valued section or list holding the path's next step (SNAPSHOTTER_NAMESPACES).
+    Names are matched without case, as pydantic-settings reads them.
+    """
+    names = {name.upper(): name for name in environ if name.upper().startswith(ENV_PREFIX)}
+    for depth in range(len(loc), 0, -1):
+        variable = names.get(ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper())
+        if variable is None:
+            continue
+        if depth == len(loc) or _json_holds(environ[variable], loc[depth]):
+            return variable
+    return None
+
+
+def _problem(error: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(config)"
+    variable = environment_source(tuple(error["loc"]), environ)
+    where = f"environment variable {variable}" if variable else key
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{where}: unknown {'setting' if variable else 'key'}"
     value = error.get("input")
     shown = "" if isinstance(value, dict | list) or "url" in key else f" (got {value!r})"
-    return f"{key}: {error['msg']}{shown}"
+    return f"{where}: {error['msg']}{shown}"
 
 
 CONFIG_PATH_VARIABLE = ENV_PREFIX + "CONFIG"
@@ -349,7 +399,7 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         settings = Settings(**values)
     except ValidationError as e:
-        raise ConfigError(problems + [_problem(error) for error in e.errors()]) from e
+        raise ConfigError(problems + [_problem(error, os.environ) for error in e.errors()]) from e
     except SettingsError as e:  # an environment variable that is not valid JSON
         raise ConfigError([*problems, _environment_problem(e)]) from e
     if problems:

@@ -19,6 +19,19 @@ from snapshotter.errors import StoreError, StoreForbidden, StoreRejected, StoreU
 DATA_ERROR_CLASSES = ("22", "23", "P0")
 # Invalid authorization (bad password, no such role) and insufficient privilege.
 FORBIDDEN = ("28", "42501")
+# Connection refusals that waiting does not fix (libpq's words; no SQLSTATE before a
+# session exists): the login, and TLS: a server certificate the CA does not vouch
+# for or issued for another host, a CA file that is missing, a server without TLS
+# where the URL requires it.
+REFUSED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
+    "certificate verify failed",
+    "does not match host name",
+    "root certificate file",
+    "server does not support SSL",
+)
 
 
 def _sqlstate(error: DBAPIError) -> str:
@@ -49,7 +62,7 @@ def classified(what: str, error: Exception) -> StoreError:
         return StoreRejected(message)
     if isinstance(error, DBAPIError) and _sqlstate(error).startswith(FORBIDDEN):
         return StoreForbidden(message)
-    if "password authentication failed" in message or "no pg_hba.conf entry" in message:
+    if any(refusal in message for refusal in REFUSED):
         return StoreForbidden(message)
     return StoreUnavailable(message)
 

@@ -44,16 +44,47 @@ class Listing:
     resource_version: str
 
 
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+def _kubeconfig_file(kubeconfig: Path | None) -> str:
+    """The kubeconfig to read: the configured one, else $KUBECONFIG (a list, joined
+    with `:`), else ~/.kube/config. StartupError naming it when none of it exists.
+
+    A missing kubeconfig is a start-up error (exit 3), not a configuration error
+    (exit 2): the configuration names a file of the machine or the pod (a mounted
+    Secret), like the database URL names a server, and it is checked where it is
+    used. `config check` validates the configuration anywhere, and a missing
+    $KUBECONFIG or ~/.kube/config, which no key names, fails the same way.
+    """
+    if kubeconfig is not None:
+        named, files = f"kubeconfig {kubeconfig}", [str(kubeconfig)]
+    elif os.environ.get("KUBECONFIG"):
+        value = os.environ["KUBECONFIG"]
+        named, files = f"kubeconfig {value} ($KUBECONFIG)", value.split(os.pathsep)
+    else:
+        named, files = (
+            f"kubeconfig {DEFAULT_KUBECONFIG} (not in a pod, no kubernetes.kubeconfig, "
+            "no $KUBECONFIG)",
+            [DEFAULT_KUBECONFIG],
+        )
+    if not any(Path(file).expanduser().exists() for file in files if file):
+        raise StartupError(f"{named}: no such file")
+    return os.pathsep.join(files)
+
+
 def load_api_client(*, kubeconfig: Path | None, context: str | None) -> Any:
-    """An ApiClient from the given kubeconfig, else in-cluster config, else ~/.kube/config."""
+    """An ApiClient from the given kubeconfig, else in-cluster config, else
+    $KUBECONFIG or ~/.kube/config."""
     configuration = k8s.Configuration()
     try:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             k8s_config.load_incluster_config(client_configuration=configuration)
         else:
-            path = str(kubeconfig) if kubeconfig else None
             k8s_config.load_kube_config(
-                config_file=path, context=context, client_configuration=configuration
+                config_file=_kubeconfig_file(kubeconfig),
+                context=context,
+                client_configuration=configuration,
             )
     except (ConfigException, OSError) as e:
         raise StartupError(f"cannot load Kubernetes configuration: {e}") from e

@@ -4,11 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
 from sqlalchemy import Engine
 
+from snapshotter.cli import DISTRIBUTION
 from snapshotter.errors import ExitCode
 from tests.support.apiserver import NOBODY_USER, TestCluster
 from tests.support.daemon_process import database_url
@@ -101,3 +103,29 @@ def test_a_failed_once_reconciliation_exits_4_and_writes_nothing(
     assert "disk full" in result.stderr
     assert rows(pg_engine, "github_runner_sets") == []
     assert rows(pg_engine, "github_ephemeral_runner_states") == []
+
+
+def test_version_and_a_planned_upgrade_on_sqlite_as_a_process(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPSHOTTER_")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SNAPSHOTTER), *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    shown = run("--version")
+    assert (shown.returncode, shown.stdout) == (
+        ExitCode.OK,
+        f"snapshotter {version(DISTRIBUTION)}\n",
+    )
+    planned = run("db", "upgrade", "--sql")
+    assert planned.returncode == ExitCode.USAGE
+    [line] = planned.stderr.splitlines()
+    assert line.startswith("snapshotter: error: db upgrade --sql needs PostgreSQL")
+    assert list(tmp_path.iterdir()) == []

@@ -3,11 +3,16 @@
 It listens on 127.0.0.1 on a free port, with its data in a temporary directory, and
 is stopped at the end of the session. PostgreSQL refuses to run as root, so under
 root (CI) it runs as the unprivileged `postgres` system user.
+
+With `tls=` it is shaped like a managed PostgreSQL: over TCP it accepts only TLS
+connections with a password (SCRAM), using the given server certificate; the tests
+administer it through its Unix socket.
 """
 
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -15,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import psycopg2
+
+from tests.support.tls import ServerCertificate
 
 DEBIAN_ROOT = "/usr/lib/postgresql"
 
@@ -40,10 +47,26 @@ def free_port() -> int:
         return port
 
 
+# Over TCP: TLS and a password, as a managed PostgreSQL; the Unix socket is for the tests.
+TLS_ONLY_HBA = """\
+local     all all                trust
+hostssl   all all 127.0.0.1/32   scram-sha-256
+hostnossl all all 127.0.0.1/32   reject
+"""
+
+
 class PostgresServer:
-    def __init__(self, bindir: Path, *, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        settings: dict[str, str] | None = None,
+        tls: ServerCertificate | None = None,
+    ) -> None:
         self.bindir = bindir
-        self.settings = settings or {}
+        self.settings = dict(settings or {})
+        self.tls = tls
+        self.password = secrets.token_urlsafe(12) if tls else None
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="snapshotter-pg-"))
         self.datadir = self.root / "data"
@@ -57,9 +80,7 @@ class PostgresServer:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
 
     def start(self) -> None:
-        if self._as_postgres:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self._give_to_server(self.root)
         self._run(
             str(self.bindir / "initdb"),
             "-D",
@@ -70,7 +91,30 @@ class PostgresServer:
             "--encoding=UTF8",
             "--no-sync",
         )
+        if self.tls is not None:
+            self._require_tls(self.tls)
         self.resume()
+        if self.password is not None:
+            self._execute(f"ALTER ROLE {self.user} PASSWORD '{self.password}'")
+
+    def _give_to_server(self, path: Path) -> None:
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _require_tls(self, tls: ServerCertificate) -> None:
+        """ssl=on with the given certificate, and TLS_ONLY_HBA. The key must belong
+        to the server's user with mode 0600, or PostgreSQL refuses to start."""
+        directory = self.root / "tls"
+        directory.mkdir()
+        cert, key = directory / "server.crt", directory / "server.key"
+        shutil.copyfile(tls.cert, cert)
+        shutil.copyfile(tls.key, key)
+        key.chmod(0o600)
+        for path in (directory, cert, key):
+            self._give_to_server(path)
+        (self.datadir / "pg_hba.conf").write_text(TLS_ONLY_HBA)
+        self.settings.update(ssl="on", ssl_cert_file=str(cert), ssl_key_file=str(key))
 
     def _options(self) -> str:
         return (
@@ -107,18 +151,23 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"postgresql+psycopg2://{login}@127.0.0.1:{self.port}/{database}"
 
     def dsn(self, database: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user={self.user} dbname={database}"
+        host = self.root if self.tls else "127.0.0.1"  # a TLS server: its Unix socket
+        return f"host={host} port={self.port} user={self.user} dbname={database}"
 
-    def create_database(self, name: str, *, template: str | None = None) -> str:
+    def _execute(self, statement: str) -> None:
         conn = psycopg2.connect(self.dsn())
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                clause = f" TEMPLATE {template}" if template else ""
-                cur.execute(f'CREATE DATABASE "{name}"{clause}')
+                cur.execute(statement)
         finally:
             conn.close()
+
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        clause = f" TEMPLATE {template}" if template else ""
+        self._execute(f'CREATE DATABASE "{name}"{clause}')
         return self.url(name)

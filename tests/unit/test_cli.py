@@ -1,13 +1,16 @@
 """The command line: exit codes and messages, driven through `cli.main(argv)`."""
 
+import logging
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from snapshotter import cli
+from snapshotter import cli, logconfig
 from snapshotter.db import migrate
 from snapshotter.errors import ExitCode
+from snapshotter.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +65,25 @@ def test_unreachable_database_is_a_startup_error(monkeypatch: pytest.MonkeyPatch
     assert cli.main(["db", "upgrade"]) == ExitCode.STARTUP
 
 
-def test_missing_kubeconfig_is_a_startup_error(tmp_path: Path) -> None:
+def test_a_missing_kubeconfig_is_named_and_once_creates_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"kubernetes:\n  kubeconfig: {tmp_path}/missing-kubeconfig\n")
     assert cli.main(["--config", str(path), "--once"]) == ExitCode.STARTUP
+    [line] = [entry for entry in error_lines(capsys) if "ERROR" in entry]
+    assert line.endswith(f"cannot start: kubeconfig {tmp_path}/missing-kubeconfig: no such file")
+    assert not (tmp_path / "snapshotter.db").exists()  # checked before the store opens
+
+
+def test_a_missing_kubeconfig_variable_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a:{tmp_path}/b")
+    assert cli.main(["finalizers", "remove"]) == ExitCode.STARTUP
+    assert f"kubeconfig {tmp_path}/a:{tmp_path}/b ($KUBECONFIG): no such file" in (
+        capsys.readouterr().err
+    )
 
 
 def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -140,3 +158,101 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     [line] = [entry for entry in err.splitlines() if "ERROR" in entry]
     assert "cannot start: upgrading the schema failed: connection to server" in line
     assert "SECRET" not in err
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == ExitCode.OK
+    assert capsys.readouterr().out == f"snapshotter {version('github-runners-snapshotter')}\n"
+
+
+def test_help_names_the_environment_variables_and_the_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == ExitCode.OK
+    out = capsys.readouterr().out
+    for text in ("SNAPSHOTTER_CONFIG", "SNAPSHOTTER_<SECTION>__<KEY>", "SNAPSHOTTER_DATABASE__URL"):
+        assert text in out
+    codes = out.split("exit codes:", 1)[1].splitlines()
+    assert [line.split()[0] for line in codes if line.strip()] == ["0", "1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize(
+    ("command", "action", "text"),
+    [
+        ("db", "upgrade", "create the schema or upgrade it"),
+        ("db", "current", "print the database's schema revision"),
+        ("config", "check", "validate the configuration"),
+        ("finalizers", "remove", "remove the finalizer"),
+    ],
+)
+def test_every_action_has_help(
+    command: str, action: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == [action]]
+    assert text in line
+
+
+def test_an_environment_problem_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("database:\n  timeout_seconds: 0\n")
+    monkeypatch.setenv("SNAPSHOTTER_INTERVAL_SECONDS", "fast")
+    monkeypatch.setenv("SNAPSHOTTER_NAMESPACES", '["ok", "Not_A_Label"]')
+    assert cli.main(["--config", str(path), "config", "check"]) == ExitCode.USAGE
+    assert sorted(error_lines(capsys)) == [
+        "config error: database.timeout_seconds: Input should be greater than or equal to 1 "
+        "(got 0)",
+        "config error: environment variable SNAPSHOTTER_INTERVAL_SECONDS: Input should be a "
+        "valid number, unable to parse string as a number (got 'fast')",
+        "config error: environment variable SNAPSHOTTER_NAMESPACES: Value error, 'Not_A_Label' "
+        "is not a namespace name (a DNS-1123 label: a-z, 0-9, -) (got 'Not_A_Label')",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "variable", "value", "formatter"),
+    [
+        (["--log-level", "debug", "--log-format", "JSON"], None, None, logconfig.JsonFormatter),
+        ([], "SNAPSHOTTER_LOGGING__LEVEL", "debug", logging.Formatter),
+    ],
+)
+def test_log_level_and_format_in_any_case(
+    argv: list[str],
+    variable: str | None,
+    value: str | None,
+    formatter: type[logging.Formatter],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if variable and value:
+        monkeypatch.setenv(variable, value)
+    assert cli.main([*argv, "config", "check"]) == ExitCode.OK
+    root = logging.getLogger()
+    assert root.level == logging.DEBUG
+    assert isinstance(root.handlers[0].formatter, formatter)
+    capsys.readouterr()
+
+
+def test_log_level_in_the_file_in_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("logging:\n  level: debug\n  format: Text\n")
+    settings = load_settings(path)
+    assert (settings.logging.level, settings.logging.format) == ("DEBUG", "text")
+
+
+def test_a_planned_upgrade_on_sqlite_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["db", "upgrade", "--sql"]) == ExitCode.USAGE
+    assert error_lines(capsys) == [
+        "snapshotter: error: db upgrade --sql needs PostgreSQL (database.url): SQLite's "
+        "schema changes cannot be rolled back, so they cannot be planned"
+    ]
+    assert not (tmp_path / "snapshotter.db").exists()

@@ -7,7 +7,12 @@ import pytest
 
 from snapshotter.db.engine import masked_url
 from snapshotter.errors import ConfigError
-from snapshotter.settings import LeaderElectionSettings, Settings, load_settings
+from snapshotter.settings import (
+    LeaderElectionSettings,
+    Settings,
+    environment_source,
+    load_settings,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "snapshotter.yaml"
 
@@ -99,8 +104,34 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_unknown_nested_environment_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SNAPSHOTTER_DATABASE__BOGUS", "1")
-    with pytest.raises(ConfigError, match=r"database\.bogus: unknown key"):
+    with pytest.raises(ConfigError) as info:
         load_settings(None)
+    assert info.value.problems == [
+        "environment variable SNAPSHOTTER_DATABASE__BOGUS: unknown setting"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "loc", "variable"),
+    [
+        ({"SNAPSHOTTER_DATABASE__URL": "x"}, ("database", "url"), "SNAPSHOTTER_DATABASE__URL"),
+        (
+            {"snapshotter_interval_seconds": "x"},
+            ("interval_seconds",),
+            "snapshotter_interval_seconds",
+        ),
+        ({"SNAPSHOTTER_DATABASE": '{"url": "x"}'}, ("database", "url"), "SNAPSHOTTER_DATABASE"),
+        ({"SNAPSHOTTER_DATABASE": '{"url": "x"}'}, ("database", "timeout_seconds"), None),
+        ({"SNAPSHOTTER_NAMESPACES": '["a", "B"]'}, ("namespaces", 1), "SNAPSHOTTER_NAMESPACES"),
+        ({"SNAPSHOTTER_NAMESPACES": "[a"}, ("namespaces", 1), None),
+        ({"SNAPSHOTTER_WATCH__ENABLED": "x"}, ("database", "url"), None),
+        ({}, ("interval_seconds",), None),
+    ],
+)
+def test_the_source_of_a_value_is_found_by_its_path(
+    environ: dict[str, str], loc: tuple[str | int, ...], variable: str | None
+) -> None:
+    assert environment_source(loc, environ) == variable
 
 
 @pytest.mark.parametrize(

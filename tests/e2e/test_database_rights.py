@@ -1,17 +1,20 @@
 """A database user without the rights it needs: a one-line start-up error, exit 3.
 
 Migrations, the upsert of YAML-declared configs and loading the state each need
-rights; PostgreSQL's refusal must not surface as a traceback (exit 1).
+rights; PostgreSQL's refusal must not surface as a traceback (exit 1). `--once`
+checks Kubernetes before the database, so it runs against the test API server.
 """
 
 import itertools
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import Engine, text
 
 from snapshotter import cli
 from snapshotter.errors import ExitCode
+from tests.support.apiserver import TestCluster
 from tests.support.postgres import PostgresServer
 
 _roles = itertools.count()
@@ -28,14 +31,19 @@ def limited_role(server: PostgresServer, engine: Engine, *grants: str) -> str:
     return f"postgresql://{name}@127.0.0.1:{server.port}/{database}"
 
 
-def run(
-    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str]:
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "workflow_configs:\n  - name: ci\n    runner_set_name: pool\n"
-        f"kubernetes:\n  kubeconfig: {tmp_path}/no-kubeconfig\n"
-    )
+@pytest.fixture
+def config(kube: TestCluster, namespace: str, tmp_path: Path) -> Path:
+    path = tmp_path / "c.yaml"
+    settings = {
+        "workflow_configs": [{"name": "ci", "runner_set_name": "pool"}],
+        "namespaces": [namespace],
+        "kubernetes": {"kubeconfig": str(kube.kubeconfig())},
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = cli.main(["--config", str(config), *args])
     return code, capsys.readouterr().err
 
@@ -49,13 +57,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_right_to_create_tables(
     postgres: PostgresServer,
     empty_pg_engine: Engine,
-    tmp_path: Path,
+    config: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SNAPSHOTTER_DATABASE__URL", limited_role(postgres, empty_pg_engine))
     for args in (["db", "upgrade"], ["--once"]):
-        code, err = run("", tmp_path, capsys, *args)
+        code, err = run(config, capsys, *args)
         assert code == ExitCode.STARTUP
         [line] = err.splitlines()[-1:]
         assert (
@@ -67,7 +75,7 @@ def test_no_right_to_create_tables(
 def test_no_right_to_read_write_configs_or_read_state(
     postgres: PostgresServer,
     pg_engine: Engine,
-    tmp_path: Path,
+    config: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -80,7 +88,7 @@ def test_no_right_to_read_write_configs_or_read_state(
     ]
     for grants, problem in steps:
         monkeypatch.setenv("SNAPSHOTTER_DATABASE__URL", limited_role(postgres, pg_engine, *grants))
-        code, err = run("", tmp_path, capsys, "--once")
+        code, err = run(config, capsys, "--once")
         assert code == ExitCode.STARTUP
         [line] = [entry for entry in err.splitlines() if "ERROR" in entry]
         assert "cannot start: " in line
@@ -99,7 +107,7 @@ def test_no_right_to_read_write_configs_or_read_state(
             "github_workflow_configs, github_runner_sets, snapshotter_rejects",
         ),
     )
-    code, err = run("", tmp_path, capsys, "--once")
+    code, err = run(config, capsys, "--once")
     assert code == ExitCode.STARTUP
     assert "cannot start: loading the persisted state" in err.splitlines()[-1]
     assert "permission denied for table github_ephemeral_runner_states" in err
