@@ -27,6 +27,7 @@ class _Meta(msgspec.Struct):
     namespace: Any = None
     name: Any = None
     resourceVersion: Any = None  # noqa: N815 - the JSON field name
+    deletionTimestamp: Any = None  # noqa: N815
 
 
 class _Item(msgspec.Struct):
@@ -54,6 +55,8 @@ class ListedObject:
 
     identity: Identity | None
     raw: msgspec.Raw | bytes
+    # Being deleted: an unchanged object still matters then (a finalizer to release)
+    terminating: bool = False
 
     def body(self) -> Any:
         with paused_gc():
@@ -71,17 +74,18 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _identity(raw: msgspec.Raw) -> Identity | None:
+def _listed(raw: msgspec.Raw) -> ListedObject:
     try:
         meta = _ITEM.decode(raw).metadata
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+        return ListedObject(None, raw)
     if meta is None:
-        return None
+        return ListedObject(None, raw)
     values = (meta.uid, meta.namespace, meta.name, meta.resourceVersion)
     if not all(isinstance(v, str) and v for v in values):
-        return None
-    return Identity(meta.uid, meta.namespace, meta.name, meta.resourceVersion)
+        return ListedObject(None, raw)
+    identity = Identity(meta.uid, meta.namespace, meta.name, meta.resourceVersion)
+    return ListedObject(identity, raw, terminating=meta.deletionTimestamp is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,7 @@ def decode_page(data: bytes) -> DecodedPage:
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ValueError(f"undecodable list page: {e}") from e
     meta = page.metadata or _ListMeta()
-    items = [ListedObject(_identity(raw), raw) for raw in page.items or ()]
+    items = [_listed(raw) for raw in page.items or ()]
     token = meta.continue_ if isinstance(meta.continue_, str) and meta.continue_ else None
     rv = meta.resourceVersion if isinstance(meta.resourceVersion, str) else ""
     return DecodedPage(items, rv, token)

@@ -2,7 +2,8 @@
 
 Shared by the poller and the watchers. List pages are processed as they arrive: an
 item whose resourceVersion equals the stored one only proves presence and is not
-decoded further; the others are parsed (on the producer's thread) and queued. A
+decoded further (unless it is being deleted: a daemon killed after committing its last
+state may not have released its finalizer yet); the others are parsed (on the producer's thread) and queued. A
 complete list then becomes a marker that decides what vanished.
 """
 
@@ -66,7 +67,10 @@ class Intake:
                 ident = item.identity
                 if ident is not None:
                     seen.add(ident.uid)
-                    if self.peek(resource.plural, ident.uid) == ident.resource_version:
+                    if (
+                        self.peek(resource.plural, ident.uid) == ident.resource_version
+                        and not item.terminating
+                    ):
                         continue
                 self._enqueue(resource, item.body(), seq=seq, at=at)
             rv = page.resource_version

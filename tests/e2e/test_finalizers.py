@@ -95,6 +95,31 @@ def test_runners_wait_for_a_killed_daemon_and_are_recorded_exactly(
     assert daemon.signal(signal.SIGTERM) == ExitCode.OK
 
 
+def test_a_runner_committed_but_not_released_is_released_by_the_next_daemon(
+    sim: SimulatedArc,
+    ers: dict[str, Any],
+    daemon: DaemonProcess,
+    pg_engine: Engine,
+) -> None:
+    """A daemon killed between committing a runner's last state and removing its
+    finalizer: the next list shows that state at the stored resourceVersion, which
+    must not count as "nothing new" while the runner waits for us."""
+    daemon.start()
+    eventually(lambda: rows(pg_engine, "github_runner_sets"))
+    runner = busy_runner(sim, ers)
+    eventually(lambda: held(sim, runner))
+    daemon.kill()
+    sim.delete_runner(runner)  # Terminating, held by our finalizer
+    result = daemon.command("--once")  # commits the last state; nothing releases it
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert len(rows(pg_engine, "github_workflow_runs")) == 1
+    assert held(sim, runner)
+
+    daemon.start()
+    eventually(lambda: sim.get_runner(runner["metadata"]["name"]) is None)
+    assert len(rows(pg_engine, "github_workflow_runs")) == 1
+
+
 def test_removal_command_and_clean_shutdown_release_every_runner(
     sim: SimulatedArc,
     ers: dict[str, Any],
