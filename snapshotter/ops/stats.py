@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -28,7 +29,6 @@ from prometheus_client import (
 )
 from prometheus_client import Counter as PromCounter
 
-from snapshotter.clock import utc_now
 from snapshotter.diff.rows import RunnerStateRow
 from snapshotter.model import records
 from snapshotter.ops.job_metrics import DEFAULT_JOB_LABELS, DEFAULT_SERIES_CAP, JobMetrics
@@ -166,7 +166,7 @@ class _Metrics:
         )
         self.last_commit = Gauge(
             "snapshotter_last_commit_timestamp_seconds",
-            "When a transaction last committed (Unix time)",
+            "When the last committed transaction began (Unix time)",
             registry=r,
         )
         self.database_up = Gauge(
@@ -262,7 +262,12 @@ class SyncStats:
             self.errors[kind] += 1
         self.metrics.errors.labels(kind).inc()
 
-    def committed(self, rows: Mapping[str, int], fitted: Mapping[str, int]) -> None:
+    def committed(
+        self, rows: Mapping[str, int], fitted: Mapping[str, int], *, began: datetime
+    ) -> None:
+        """A transaction committed; `began` is when it started, before the leader
+        fence was checked, so a replica paused mid-commit never stamps a time after
+        a successor's takeover."""
         self._add("commits")
         self._add("fitted", sum(fitted.values()))
         for key, n in rows.items():
@@ -271,7 +276,7 @@ class SyncStats:
         for key, n in fitted.items():
             table, _, column = key.partition(".")
             self.metrics.fitted.labels(table, column).inc(n)
-        self.metrics.last_commit.set(utc_now().timestamp())
+        self.metrics.last_commit.set(began.timestamp())
 
     def latency(self, seconds: float) -> None:
         with self._lock:

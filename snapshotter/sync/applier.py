@@ -15,7 +15,7 @@ next observation, or by a retry. Every call comes from the writer thread.
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from snapshotter.clock import Clock, monotonic
@@ -230,16 +230,23 @@ class Applier:
         """One transaction; the cursors ride along when rows are written (an idle
         cluster writes nothing at all)."""
         cursors = self._cursors.due() if changes.writes_rows else []
+        began = self.clock()
         written = self.store.apply(changes, cursors)
         self._cursors.written(cursors)
         apply_delta(self.state, _without_refused_history(changes.delta, written))
         self.outstanding.committed(changes.resolved)
-        self._adopted(changes, inputs, written)
+        self._adopted(changes, inputs, written, began)
         result.add(changes, dict(written.rows), sum(written.fitted.values()))
         result.rejected += len(written.refused)
 
-    def _adopted(self, changes: ChangeSet, inputs: Sequence[Input], written: WriteResult) -> None:
-        self.stats.committed(written.rows, written.fitted)
+    def _adopted(
+        self,
+        changes: ChangeSet,
+        inputs: Sequence[Input],
+        written: WriteResult,
+        began: datetime,
+    ) -> None:
+        self.stats.committed(written.rows, written.fitted, began=began)
         for refused in written.refused:
             self.outstanding.refused_without_payload((refused.resource, refused.uid))
             self.stats.reject(refused.resource)

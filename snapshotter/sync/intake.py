@@ -3,8 +3,9 @@
 Shared by the poller and the watchers. List pages are processed as they arrive: an
 item whose resourceVersion equals the stored one only proves presence and is not
 decoded further (unless it is being deleted: a daemon killed after committing its last
-state may not have released its finalizer yet); the others are parsed (on the producer's thread) and queued. A
-complete list then becomes a marker that decides what vanished.
+state may not have released its finalizer yet); the others are parsed (on the
+producer's thread) and queued. A complete list then becomes a marker that decides what
+vanished.
 """
 
 from collections.abc import Callable
