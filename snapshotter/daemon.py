@@ -328,6 +328,7 @@ class _Daemon:
             clock=utc_now,
             on_started=self._started_leading,
             on_stopped=self._stopped_leading,
+            on_error=self.parts.stats.leader_election_error,
             timing=Timing(
                 election.lease_duration_seconds,
                 election.renew_deadline_seconds,

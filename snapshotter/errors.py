@@ -43,6 +43,11 @@ class KubeUnavailable(KubeError):
     """Connection error, timeout, 5xx or 429: retry with backoff."""
 
 
+class KubeInvalid(KubeUnavailable):
+    """400/422: the API server refused the request itself (e.g. a name it does not
+    accept). Retried like an outage, but worth telling an operator about."""
+
+
 class KubeForbidden(KubeError):
     """401/403: credentials or RBAC do not allow the call."""
 

@@ -33,9 +33,12 @@ from snapshotter.errors import ConfigError
 ENV_PREFIX = "SNAPSHOTTER_"
 DEFAULT_SQLITE_PATH = "snapshotter.db"
 DEFAULT_LEASE_NAME = "github-runners-snapshotter"
-# Kubernetes namespace names are DNS-1123 labels.
+# Kubernetes namespace names are DNS-1123 labels; most object names (a Lease's too)
+# are DNS-1123 subdomains: labels joined by dots, 253 characters at most.
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_LABEL_MAX = 63
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+DNS_SUBDOMAIN_MAX = 253
 
 
 def _not_a_bool(value: object) -> object:
@@ -56,6 +59,11 @@ def _dns_label(name: str) -> str:
 
 
 NamespaceName = Annotated[str, AfterValidator(_dns_label)]
+
+
+def is_object_name(name: str) -> bool:
+    """Whether Kubernetes accepts `name` as an object's name (a DNS-1123 subdomain)."""
+    return len(name) <= DNS_SUBDOMAIN_MAX and DNS_SUBDOMAIN.fullmatch(name) is not None
 
 
 class _Section(BaseModel):
@@ -256,6 +264,23 @@ class Settings(BaseSettings):
                 )
             seen.add(key)
         return self
+
+    @model_validator(mode="after")
+    def _valid_lease_name(self) -> "Settings":
+        """The Lease name is checked here, not by the API server at run time (a 422
+        that would leave every replica a silent standby)."""
+        if not self.leader_election.enabled or is_object_name(self.lease_name):
+            return self
+        if self.leader_election.lease_name:
+            raise ValueError(
+                f"leader_election.lease_name: {self.lease_name!r} is not a Kubernetes "
+                "object name (lowercase letters, digits, '-' and '.', at most 253)"
+            )
+        raise ValueError(
+            f"cluster_name: {self.cluster_name!r} makes the Lease name {self.lease_name!r}, "
+            "which is not a Kubernetes object name (lowercase letters, digits, '-' and '.'); "
+            "choose such a cluster_name or set leader_election.lease_name"
+        )
 
     @property
     def lease_name(self) -> str:

@@ -13,6 +13,7 @@ from snapshotter.errors import (
     KubeConflict,
     KubeError,
     KubeForbidden,
+    KubeInvalid,
     KubeNotFound,
     KubeUnavailable,
     ResourceVersionExpired,
@@ -24,6 +25,16 @@ from snapshotter.errors import (
 TOO_LARGE_RV = "Too large resource version"
 
 
+_BY_STATUS: dict[int, type[KubeError]] = {
+    401: KubeForbidden,
+    403: KubeForbidden,
+    404: KubeNotFound,
+    409: KubeConflict,
+    400: KubeInvalid,  # the request itself was refused (e.g. a name it does not accept)
+    422: KubeInvalid,
+}
+
+
 def error_from(e: ApiException, *, invalid_is_conflict: bool = False) -> KubeError:
     """Our error type for an API error status."""
     status = e.status or 0
@@ -32,14 +43,10 @@ def error_from(e: ApiException, *, invalid_is_conflict: bool = False) -> KubeErr
         return ResourceVersionExpired(detail)
     if status == 504 and TOO_LARGE_RV in str(e.body or ""):  # noqa: PLR2004
         return ResourceVersionExpired(f"{detail}: {TOO_LARGE_RV.lower()}")
-    if status in (401, 403):
-        return KubeForbidden(detail)
-    if status == 404:  # noqa: PLR2004
-        return KubeNotFound(detail)
-    if status == 409 or (status == 422 and invalid_is_conflict):  # noqa: PLR2004
+    if status == 422 and invalid_is_conflict:  # noqa: PLR2004
         # 422 on a JSON patch: one of its `test` operations failed (the object changed)
         return KubeConflict(detail)
-    return KubeUnavailable(detail)
+    return _BY_STATUS.get(status, KubeUnavailable)(detail)
 
 
 @contextmanager

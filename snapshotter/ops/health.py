@@ -8,7 +8,8 @@ loop fails the probe and the kubelet restarts the container.
 Ready: started, the database answered recently (a commit, or the writer's idle
 probe), and Kubernetes too: the leader (or the only replica) has applied its
 start-up reconciliation and polled within a few intervals; a standby is ready when
-its watches are live.
+its watches are live and it can read and write the Lease (a replica refused the Lease
+by RBAC or an invalid name would otherwise look ready and never write).
 """
 
 import threading
@@ -55,6 +56,12 @@ class Loop(Protocol):
     def is_alive(self) -> bool: ...
 
 
+class Election(Loop, Protocol):
+    """The elector: a loop that also knows whether it can use the Lease."""
+
+    def lease_problem(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HealthLimits:
     writer_seconds: float
@@ -81,7 +88,7 @@ class Health:
     watchers: Sequence[Loop]
     liveness: Liveness
     schedule_running: Callable[[], bool]
-    elector: Loop | None
+    elector: Election | None
     limits: HealthLimits
     started: bool = False
     synced: bool = False  # the start-up reconciliation was applied
@@ -126,6 +133,9 @@ class Health:
             return ["starting"]
         now = monotonic()
         problems = []
+        lease_problem = self.elector.lease_problem() if self.elector is not None else None
+        if lease_problem is not None:  # a replica that can never lead is not ready
+            problems.append(lease_problem)
         if not self.writer.database_available:
             problems.append("the database does not answer")
         elif now - self.writer.last_success > self.limits.database_seconds:

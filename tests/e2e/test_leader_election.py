@@ -151,3 +151,42 @@ def test_two_replicas_one_writer_and_failover_under_churn(
         f"failover after kill -9: {failover:.1f}s, after SIGTERM: {handover:.1f}s, "
         f"after SIGSTOP: {takeover:.1f}s"
     )
+
+
+@pytest.mark.timeout(180)
+def test_a_replica_refused_the_lease_says_so_and_is_not_ready(
+    kube: TestCluster, namespace: str, pg_engine: Engine, tmp_path: Path
+) -> None:
+    """No Role for the Lease in its namespace (a wrong `leader_election.namespace`):
+    the replica can never lead, so it warns, counts the refusals and fails /readyz
+    instead of looking like a healthy standby."""
+    replica = DaemonProcess(
+        kube,
+        namespace,
+        pg_engine,
+        tmp_path,
+        interval_seconds=5,
+        metrics={"port": free_port()},
+        leader_election={"enabled": True, "namespace": "default"},  # no Role there
+    )
+    replica.start()
+    try:
+        started = monotonic()
+        eventually(
+            lambda: replica.get("/readyz")[0] == 503 and "Lease" in replica.get("/readyz")[1],
+            timeout=90,
+        )
+        print(f"not ready {monotonic() - started:.0f}s after start")  # noqa: T201
+        _status, body = replica.get("/readyz")
+        assert "forbidden" in body
+        assert metric(replica, "snapshotter_leader_election_errors_total") > 0
+        assert metric(replica, "snapshotter_leader") == 0
+        warnings = [
+            line for line in replica.log.read_text().splitlines() if "cannot use the lease" in line
+        ]
+        assert warnings
+        assert "WARNING" in warnings[0]
+        assert len(warnings) <= 2  # once a minute, not every retry period
+        assert rows(pg_engine, "github_workflow_runs") == []
+    finally:
+        replica.kill()

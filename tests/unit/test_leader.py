@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from snapshotter.clock import monotonic, utc_now
-from snapshotter.errors import KubeConflict, KubeUnavailable
+from snapshotter.errors import KubeConflict, KubeError, KubeForbidden, KubeInvalid, KubeUnavailable
 from snapshotter.kube.lease import LeaseRecord
 from snapshotter.ops.leader import Elector, Timing
 from tests.support.waiting import eventually
@@ -21,6 +21,7 @@ class MemoryLease:
         self.record: LeaseRecord | None = None
         self.version = 0
         self.broken = False
+        self.refusal: KubeError | None = None  # what every write answers
         self._lock = threading.Lock()
 
     def get(self) -> LeaseRecord | None:
@@ -30,6 +31,8 @@ class MemoryLease:
 
     def create(self, record: LeaseRecord) -> LeaseRecord:
         with self._lock:
+            if self.refusal is not None:
+                raise self.refusal
             if self.record is not None:
                 raise KubeConflict("exists")
             return self._store(record)
@@ -38,6 +41,8 @@ class MemoryLease:
         with self._lock:
             if self.broken:
                 raise KubeUnavailable("API server away")
+            if self.refusal is not None:
+                raise self.refusal
             if self.record is None or record.resource_version != self.record.resource_version:
                 raise KubeConflict("changed meanwhile")
             return self._store(record)
@@ -49,15 +54,17 @@ class MemoryLease:
 
 
 class Candidate:
-    def __init__(self, lease: MemoryLease, name: str) -> None:
+    def __init__(self, lease: MemoryLease, name: str, timing: Timing = FAST) -> None:
         self.events: list[str] = []
+        self.errors: list[str] = []
         self.elector = Elector(
             lease,
             identity=name,
             clock=utc_now,
             on_started=lambda: self.events.append("started"),
             on_stopped=lambda: self.events.append("stopped"),
-            timing=FAST,
+            on_error=self.errors.append,
+            timing=timing,
         )
 
     def __enter__(self) -> "Candidate":
@@ -123,3 +130,52 @@ def test_an_expired_lease_of_another_holder_is_taken() -> None:
         assert monotonic() - started >= 0.9  # it waited for the lease to run out
         assert lease.record is not None
         assert lease.record.transitions == 5
+
+
+LOUD = replace(FAST, trouble_seconds=0.5, warn_every_seconds=60)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [
+        (KubeForbidden("HTTP 403 Forbidden"), "forbidden"),
+        (KubeInvalid("HTTP 422 Unprocessable Entity"), "invalid"),
+    ],
+)
+def test_a_lease_it_may_not_take_is_loud_counted_and_not_ready(
+    refusal: KubeError, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lease = MemoryLease()
+    lease.refusal = refusal
+    with Candidate(lease, "a", LOUD) as a:
+        eventually(lambda: len(a.errors) >= 5, timeout=5)
+        problem = eventually(a.elector.lease_problem, timeout=5)
+        assert problem is not None
+        assert f"({reason}: " in problem
+        assert set(a.errors) == {reason}
+        assert not a.elector.is_leader
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once a minute at most, not once per attempt
+    assert f"reason={reason}" in warnings[0].getMessage()
+
+
+@pytest.mark.timeout(20)
+def test_the_problem_clears_when_the_lease_can_be_used_again() -> None:
+    lease = MemoryLease()
+    lease.refusal = KubeForbidden("HTTP 403 Forbidden")
+    with Candidate(lease, "a", LOUD) as a:
+        eventually(a.elector.lease_problem, timeout=5)
+        lease.refusal = None
+        eventually(lambda: a.elector.is_leader, timeout=5)
+        assert a.elector.lease_problem() is None
+
+
+@pytest.mark.timeout(20)
+def test_losing_the_race_for_the_lease_is_no_problem() -> None:
+    lease = MemoryLease()
+    lease.refusal = KubeConflict("changed meanwhile")  # another replica wins every race
+    with Candidate(lease, "b", LOUD) as b:
+        threading.Event().wait(1.0)  # longer than trouble_seconds
+        assert b.elector.lease_problem() is None
+        assert b.errors == []

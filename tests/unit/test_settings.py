@@ -186,3 +186,33 @@ def test_the_lease_name_is_suffixed_with_the_cluster_name() -> None:
     assert Settings(cluster_name="east").lease_name == "github-runners-snapshotter-east"
     named = Settings(cluster_name="east", leader_election=LeaderElectionSettings(lease_name="mine"))
     assert named.lease_name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "cluster_name: My Cluster/Prod\nleader_election: {enabled: true}\n",
+            "cluster_name: 'My Cluster/Prod' makes the Lease name",
+        ),
+        (
+            "leader_election: {enabled: true, lease_name: Snap_Lease}\n",
+            "leader_election.lease_name: 'Snap_Lease' is not a Kubernetes object name",
+        ),
+    ],
+)
+def test_a_lease_name_kubernetes_would_refuse_is_a_config_error(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(write(tmp_path, text))
+
+
+def test_any_cluster_name_without_leader_election_or_with_a_named_lease(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "cluster_name: My Cluster/Prod\n")).cluster_name
+    named = "cluster_name: My Cluster\nleader_election: {enabled: true, lease_name: snap.a-1}\n"
+    assert load_settings(write(tmp_path, named)).lease_name == "snap.a-1"
+    valid = "cluster_name: prod-east.1\nleader_election: {enabled: true}\n"
+    assert (
+        load_settings(write(tmp_path, valid)).lease_name == "github-runners-snapshotter-prod-east.1"
+    )
