@@ -373,8 +373,8 @@ class _Daemon:
         )
 
     def _started_leading(self) -> None:
-        self.parts.writer.lead(self._take_over)
-        self.schedule.run_soon()  # the new leader's start-up reconciliation
+        # the new leader's start-up reconciliation, as soon as it may write
+        self.parts.writer.lead(self._take_over, then=self.schedule.run_soon)
 
     def _take_over(self) -> None:
         """On the writer thread: bump the epoch (fencing the previous leader), then

@@ -77,6 +77,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._leading = True  # without leader election, the one writer
         self._takeover: Callable[[], None] | None = None
+        self._then: Callable[[], None] | None = None
         self._keep: timedelta | None = None  # standby: how far back observations matter
         self._lock = threading.Lock()
 
@@ -88,11 +89,12 @@ class Writer:
             self._leading, self._takeover, self._keep = False, None, keep
         self.applier.stats.leading(False)
 
-    def lead(self, takeover: Callable[[], None]) -> None:
+    def lead(self, takeover: Callable[[], None], *, then: Callable[[], None]) -> None:
         """Start writing once `takeover` (run on this thread: bump the epoch, reload
-        the state) has succeeded."""
+        the state) has succeeded; `then` runs once this writer leads (a reconciliation
+        asked for earlier would find it still a standby and do nothing)."""
         with self._lock:
-            self._takeover = takeover
+            self._takeover, self._then = takeover, then
         self.queue.wait_for_work(0)
 
     @property
@@ -107,9 +109,13 @@ class Writer:
             return self._leading
         takeover()  # raises StoreUnavailable while the database is away
         with self._lock:
+            then = None
             if self._takeover is takeover:
                 self._leading, self._takeover, self._keep = True, None, None
+                then, self._then = self._then, None
         self.applier.stats.leading(self._leading)
+        if then is not None:
+            then()
         return self._leading
 
     # -- the loop ------------------------------------------------------------------

@@ -4,7 +4,7 @@ Hand-picked cases that document the rules; tests/integration/test_interleavings.
 checks them under random interleavings on PostgreSQL.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -140,3 +140,21 @@ def test_events_of_one_runner_are_merged_keeping_the_job_and_the_deletion(
         "32",
     )
     assert row["job_id"] == arc.JOB_STATUS["jobId"]
+
+
+def test_a_new_leaders_reconciliation_is_asked_for_once_it_may_write(
+    sqlite_engine: Engine,
+) -> None:
+    """A reconciliation asked for when the Lease is won would find the writer still a
+    standby (its takeover runs on the writer's thread) and wait a whole interval."""
+    harness, _, _ = setup(sqlite_engine)
+    writer = harness.writer
+    writer.follow(keep=timedelta(seconds=60))
+    order: list[str] = []
+    writer.lead(
+        lambda: order.append("takeover"),
+        then=lambda: order.append(f"reconcile leading={writer.leading}"),
+    )
+    assert order == []  # nothing runs on the elector's thread
+    harness.drain()
+    assert order == ["takeover", "reconcile leading=True"]
