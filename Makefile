@@ -32,3 +32,7 @@ bench-faults:
 bench-scale:
 	hack/setup.sh
 	.venv/bin/python bench/scale.py --sizes 1000,10000,50000
+
+seeded-bugs:
+	hack/setup.sh
+	.venv/bin/python hack/seeded_bugs.py

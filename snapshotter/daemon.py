@@ -329,6 +329,7 @@ class _Daemon:
             on_started=self._started_leading,
             on_stopped=self._stopped_leading,
             on_error=self.parts.stats.leader_election_error,
+            may_lead=self._may_lead,
             timing=Timing(
                 election.lease_duration_seconds,
                 election.renew_deadline_seconds,
@@ -371,6 +372,14 @@ class _Daemon:
         return timedelta(
             seconds=3 * election.lease_duration_seconds + self.settings.interval_seconds
         )
+
+    def _may_lead(self) -> str | None:
+        """Why this replica must not lead now: the database is out of its reach."""
+        limit = self.settings.leader_election.release_when_database_lost_seconds
+        lost = self.parts.writer.unreachable_for()
+        if limit and lost >= limit:
+            return f"the database is out of reach for {lost:.0f}s"
+        return None
 
     def _started_leading(self) -> None:
         # the new leader's start-up reconciliation, as soon as it may write

@@ -179,6 +179,9 @@ class LeaderElectionSettings(_Section):
     lease_duration_seconds: Number = Field(default=15, ge=2, le=600)
     renew_deadline_seconds: Number = Field(default=10, ge=1, le=600)
     retry_period_seconds: Number = Field(default=2, ge=0.1, le=60)
+    release_when_database_lost_seconds: Number = Field(default=30, ge=0, le=3600)
+    """A leader that cannot reach the database this long gives the Lease up (a
+    standby may reach it) and takes it again only once it can; 0: never."""
 
     @model_validator(mode="after")
     def _ordered(self) -> "LeaderElectionSettings":

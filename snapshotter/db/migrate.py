@@ -5,18 +5,22 @@ The migration scripts ship inside the package (`snapshotter/db/migrations`), so
 no alembic.ini next to it.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 from snapshotter.db.errors import translated
 from snapshotter.errors import StoreError
 
 SCRIPT_LOCATION = "snapshotter.db:migrations"
+# The key of the PostgreSQL advisory lock that one upgrade holds at a time ("snap").
+MIGRATION_LOCK = 0x736E6170
 
 
 def _config(engine: Engine) -> Config:
@@ -38,8 +42,32 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with translated("upgrading the schema"):
-        command.upgrade(_config(engine), revision)
+    """Upgrade the schema; replicas starting together upgrade one at a time (the
+    later ones then find nothing to do), instead of racing to create the same
+    tables."""
+    with translated("upgrading the schema"), _one_at_a_time(engine) as conn:
+        config = _config(engine)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+@contextmanager
+def _one_at_a_time(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the migration lock (PostgreSQL; SQLite's file lock
+    already serializes writers). The lock belongs to the session, so the
+    migrations' own transactions commit under it."""
+    with engine.connect() as conn:
+        if engine.dialect.name != "postgresql":
+            yield conn
+            return
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.rollback()  # a failed migration leaves its transaction open
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            conn.commit()
 
 
 def planned_upgrade(engine: Engine, revision: str = "head") -> list[str]:

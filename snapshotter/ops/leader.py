@@ -5,7 +5,9 @@ A candidate acquires the Lease when it is free (no holder, released) or expired
 it last saw the record change, so clocks need not agree), and renews it every retry
 period. A leader that cannot renew within the renew deadline stops leading. On stop
 the Lease is released (holder cleared, duration 1 s), so a standby takes over at
-once. Losing the Lease is only half of the story: a paused leader may write after
+once; so it is when the leader may no longer lead (`may_lead`: the database out of
+its reach, while a standby may well reach it), and it does not take the Lease again
+until it may. Losing the Lease is only half of the story: a paused leader may write after
 its Lease expired, which is why writes are also fenced in the database (an epoch
 that each new leader bumps and every transaction checks).
 
@@ -114,12 +116,14 @@ class Elector(threading.Thread):
         on_started: Callable[[], None],
         on_stopped: Callable[[], None],
         on_error: Callable[[str], None] = lambda _reason: None,
+        may_lead: Callable[[], str | None] = lambda: None,
         timing: Timing = Timing(),
     ) -> None:
         super().__init__(name="leader-election", daemon=True)
         self.lock, self.identity, self.clock, self.timing = lock, identity, clock, timing
         self.on_started, self.on_stopped = on_started, on_stopped
         self.trouble = LeaseTrouble(identity, timing, on_error)
+        self.may_lead = may_lead  # None, or why this replica must not lead now
         self.last_activity = monotonic()  # for the liveness probe
         self._stop_requested = threading.Event()
         self._leading = threading.Event()
@@ -140,9 +144,9 @@ class Elector(threading.Thread):
             self._leading.set()
             log.info("became leader identity=%s", self.identity)
             self.on_started()
-            self._renew()
+            stepped_down = self._renew()
             self._leading.clear()
-            if self._stop_requested.is_set():
+            if self._stop_requested.is_set() or stepped_down:
                 self._release()
             log.info("stopped leading identity=%s", self.identity)
             self.on_stopped()
@@ -154,20 +158,26 @@ class Elector(threading.Thread):
 
     def _acquire(self) -> bool:
         while not self._stop_requested.is_set():
-            if self._try_acquire_or_renew():
+            if self.may_lead() is None and self._try_acquire_or_renew():
                 return True
             self._wait(self.timing.retry_period)
         return False
 
-    def _renew(self) -> None:
-        """Renew every retry period until a renewal fails past the deadline or a stop."""
+    def _renew(self) -> bool:
+        """Renew every retry period until a renewal fails past the deadline or a stop;
+        True when this leader steps down (it may not lead: the Lease is released)."""
         renewed = monotonic()
         while not self._wait(self.timing.retry_period):
+            reason = self.may_lead()
+            if reason is not None:
+                log.warning("giving up the lease identity=%s reason=%s", self.identity, reason)
+                return True
             if self._try_acquire_or_renew():
                 renewed = monotonic()
             elif monotonic() - renewed > self.timing.renew_deadline:
                 log.warning("could not renew the lease in time identity=%s", self.identity)
-                return
+                return False
+        return False
 
     def lease_problem(self) -> str | None:
         return self.trouble.problem()

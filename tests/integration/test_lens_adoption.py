@@ -15,10 +15,10 @@ from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import Store
 from snapshotter.diff.changes import ChangeSet, RowWrite
-from snapshotter.diff.rows import RunnerStateRow
 from tests.support import lens_schema
 from tests.support.daemon_process import database_url
 from tests.support.postgres import PostgresServer
+from tests.support.store_rows import runner_row
 
 _names = iter(range(10**6))
 OURS = {  # a few columns and indexes the upgrade adds to each adopted table
@@ -204,7 +204,9 @@ def test_store_writes_lens_zero_columns_and_reads_them_back_as_unknown(
     assert not state.runner_sets
     assert not state.runners
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    runner = _runner_row("new-uid", "gpu-runners-abcde-runner-ccccc", now)  # a reused name
+    runner = runner_row(
+        "new-uid", "gpu-runners-abcde-runner-ccccc", now, lens_schema.NAMESPACE
+    )  # a reused name
 
     store.apply(ChangeSet(now=now, runners=(RowWrite(runner, new=True),)))
 
@@ -221,44 +223,3 @@ def test_store_writes_lens_zero_columns_and_reads_them_back_as_unknown(
     reloaded = Store(lens_engine, cluster_name="").load_state()
     assert reloaded.runners["new-uid"].github_run_id is None  # Lens's 0 means unknown
     assert reloaded.runners["new-uid"].head_sha is None
-
-
-def _runner_row(uid: str, name: str, now: datetime) -> RunnerStateRow:
-    return RunnerStateRow(
-        uid=uid,
-        cluster_name="",
-        namespace=lens_schema.NAMESPACE,
-        name=name,
-        runner_set_uid=None,
-        runner_set_name=None,
-        runner_set_namespace=None,
-        phase="Running",
-        ready=True,
-        reason=None,
-        message=None,
-        runner_id=7,
-        runner_name=name,
-        job_id="job-1",
-        job_request_id=None,
-        job_repository="acme-corp/models",
-        job_workflow_ref=None,
-        job_workflow_run_id=None,
-        job_display_name=None,
-        github_run_id=None,
-        github_run_number=None,
-        github_job_id=None,
-        head_sha=None,
-        head_branch=None,
-        workflow_name=None,
-        pod_failures=0,
-        creation_timestamp=now,
-        deletion_timestamp=None,
-        job_assigned_at=now,
-        completed_at=None,
-        completion_source=None,
-        is_completed=False,
-        is_deleted=False,
-        resource_version="100",
-        first_seen_at=now,
-        last_seen_at=now,
-    )

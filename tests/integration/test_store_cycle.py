@@ -4,6 +4,7 @@ Kubernetes objects come from the shared samples through an in-memory Source; the
 database is real: migrations, one transaction per cycle, PostgreSQL's own counters.
 """
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from freezegun import freeze_time
 from sqlalchemy import Engine, text
 
 from snapshotter.clock import utc_now
+from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store
 from snapshotter.db.tables import Base
@@ -170,6 +172,33 @@ def test_migrations_from_empty_and_back(empty_pg_engine: Engine) -> None:
         ).scalar()
     assert left == 0
     migrate.upgrade(empty_pg_engine)
+    assert migrate.schema_is_current(empty_pg_engine)
+
+
+def test_replicas_starting_together_upgrade_one_after_the_other(
+    empty_pg_engine: Engine,
+) -> None:
+    """Two replicas of a new install both run the migrations at start-up: without a
+    lock one of them fails creating a table the other just created."""
+    starting = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        engine = db_engine.make_engine(empty_pg_engine.url.render_as_string(hide_password=False))
+        try:
+            starting.wait()
+            migrate.upgrade(engine)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            failures.append(e)
+        finally:
+            engine.dispose()
+
+    replicas = [threading.Thread(target=start) for _ in range(4)]
+    for replica in replicas:
+        replica.start()
+    for replica in replicas:
+        replica.join(timeout=120)
+    assert failures == []
     assert migrate.schema_is_current(empty_pg_engine)
 
 

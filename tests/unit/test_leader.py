@@ -57,6 +57,7 @@ class Candidate:
     def __init__(self, lease: MemoryLease, name: str, timing: Timing = FAST) -> None:
         self.events: list[str] = []
         self.errors: list[str] = []
+        self.cut_off: str | None = None  # why it may not lead (the database away)
         self.elector = Elector(
             lease,
             identity=name,
@@ -64,6 +65,7 @@ class Candidate:
             on_started=lambda: self.events.append("started"),
             on_stopped=lambda: self.events.append("stopped"),
             on_error=self.errors.append,
+            may_lead=lambda: self.cut_off,
             timing=timing,
         )
 
@@ -179,3 +181,24 @@ def test_losing_the_race_for_the_lease_is_no_problem() -> None:
         threading.Event().wait(1.0)  # longer than trouble_seconds
         assert b.elector.lease_problem() is None
         assert b.errors == []
+
+
+@pytest.mark.timeout(20)
+def test_a_leader_cut_off_from_the_database_hands_the_lease_to_a_standby() -> None:
+    lease = MemoryLease()
+    with Candidate(lease, "a") as a:
+        eventually(lambda: a.elector.is_leader, timeout=5)
+        with Candidate(lease, "b") as b:
+            a.cut_off = "the database is out of reach for 30s"
+            cut = monotonic()
+            eventually(lambda: b.elector.is_leader, timeout=5)
+            assert monotonic() - cut < FAST.lease_duration  # released, not expired
+            threading.Event().wait(0.5)
+            assert not a.elector.is_leader  # it does not take the Lease back meanwhile
+            b.elector.stop()
+            b.elector.join(timeout=5)
+            threading.Event().wait(0.5)
+            assert not a.elector.is_leader  # not while it cannot reach the database
+            a.cut_off = None
+            eventually(lambda: a.elector.is_leader, timeout=5)
+    assert a.events == ["started", "stopped", "started", "stopped"]

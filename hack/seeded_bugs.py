@@ -1,0 +1,146 @@
+"""Seeded bugs: each breaks one guard the tests claim to protect, and must fail them.
+
+A test is worth what it can catch. Each bug below is a small edit of the engine that
+a review once found the suite let through (or a defect that was really shipped). For
+each, a scratch copy of the repository at HEAD gets the edit and runs the tests that
+guard it; the bug is "killed" when they fail. Exit status 1 when one survives.
+
+    make seeded-bugs                 # every bug (about 15 minutes on 2 cores)
+    hack/seeded_bugs.py --only facts # the bugs whose name contains "facts"
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+INTERLEAVINGS = "tests/integration/test_interleavings.py"
+# enough examples to reach every guarded path (the test itself asserts that)
+INTERLEAVING_ENV = {"INTERLEAVING_EXAMPLES": "80", "INTERLEAVING_SEED": "20261202"}
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+BUGS = (
+    Bug(
+        "absence decided although the object was observed after the list began",
+        "snapshotter/sync/absences.py",
+        "                if not version.not_after(listed):\n"
+        "                    continue  # observed after the list began: its absence says nothing\n",
+        "",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
+        "runner fold keeps an absence older than what it observed",
+        "snapshotter/diff/runners.py",
+        "            seen = replace(seen, vanished=None)  # observed after the list began",
+        "            pass",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
+        "no facts protection in the runner upsert",
+        "snapshotter/db/upserts.py",
+        '        for fact in (*RUNNER_FACTS, "repository", "deletion_time"):\n'
+        "            values[fact] = case((_unknown(t[fact], live), ex[fact]), else_=t[fact])\n"
+        '        values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)\n'
+        '        values["is_completed"] = or_(t.is_completed, ex.is_completed)\n'
+        '        for column in ("completed_at", "completion_time", "completion_source"):\n'
+        "            values[column] = case((t.is_completed, t[column]), else_=ex[column])\n",
+        "",
+        ("tests/integration/test_fact_protection.py",),
+    ),
+    Bug(
+        "absences of a failed transaction are not restored",
+        "snapshotter/sync/applier.py",
+        "            self.absences.restore(saved)  # the work comes back: decide it again then",
+        "            pass",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
+        "orphan adoption brings back a runner gone in the same batch",
+        "snapshotter/diff/compute.py",
+        "            if uid in self.gone or runner.runner_set_uid is not None:",
+        "            if runner.runner_set_uid is not None:",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
+        "a runner being deleted is skipped as unchanged by a list",
+        "snapshotter/sync/intake.py",
+        "                        and not item.terminating\n",
+        "",
+        (
+            "tests/e2e/test_finalizers.py::"
+            "test_a_runner_committed_but_not_released_is_released_by_the_next_daemon",
+        ),
+    ),
+)
+
+
+def scratch_copy(into: Path) -> Path:
+    """The repository at HEAD plus the working tree's edits, without the venv."""
+    copy = into / "repo"
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(".venv", ".testbin", ".git", "__pycache__", "*.db"),
+        symlinks=True,
+    )
+    (copy / ".testbin").symlink_to(ROOT / ".testbin")
+    return copy
+
+
+def run(bug: Bug, scratch: Path) -> tuple[bool, float]:
+    """Whether the bug's tests fail (killed), and how long they took."""
+    target = scratch / bug.path
+    original = target.read_text()
+    if original.count(bug.old) != 1:
+        raise SystemExit(f"{bug.name}: the guarded code is not in {bug.path} once; update the bug")
+    target.write_text(original.replace(bug.old, bug.new))
+    env = {**os.environ, **INTERLEAVING_ENV, "PYTHONPATH": str(scratch)}
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *bug.tests],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        target.write_text(original)
+    return result.returncode != 0, time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="run the bugs whose name contains this")
+    args = parser.parse_args()
+    bugs = [b for b in BUGS if args.only in b.name]
+    survived = 0
+    with tempfile.TemporaryDirectory(prefix="seeded-bugs-") as tmp:
+        scratch = scratch_copy(Path(tmp))
+        for bug in bugs:
+            killed, seconds = run(bug, scratch)
+            survived += not killed
+            print(f"{'killed  ' if killed else 'SURVIVED'} {seconds:6.0f}s  {bug.name}", flush=True)
+    print(f"{len(bugs) - survived} of {len(bugs)} seeded bugs killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
