@@ -90,6 +90,7 @@ def make_engine(
             connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(
         parsed,
@@ -109,3 +110,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+    # pysqlite would begin a transaction only at the first INSERT or UPDATE, so the
+    # leader fence read before it would run outside the write transaction; the
+    # transaction is begun by `_sqlite_begin_immediate` instead.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock at once: what a transaction reads (the
+    # fence's epoch) cannot change before it commits (SQLAlchemy's documented recipe
+    # for pysqlite's transaction handling).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

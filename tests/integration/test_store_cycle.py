@@ -6,6 +6,7 @@ database is real: migrations, one transaction per cycle, PostgreSQL's own counte
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from freezegun import freeze_time
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
@@ -313,3 +315,23 @@ def test_timestamps_come_from_the_clock_frozen(sqlite_engine: Engine) -> None:
         r for r in rows(sqlite_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
     )
     assert runner["first_seen_at"] == runner["job_assigned_at"] == frozen
+
+
+def test_sqlite_transactions_take_the_write_lock_before_the_fence_reads(
+    tmp_path: Path,
+) -> None:
+    """The leader fence reads the epoch, then writes: on SQLite that read must already
+    be inside the write transaction, or another process could change the epoch
+    between the check and the commit."""
+    url = f"sqlite:///{tmp_path / 'fence.db'}"
+    first, second = db_engine.make_engine(url), db_engine.make_engine(url)
+    try:
+        with first.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE epoch (n INTEGER)")
+        with first.begin() as checking:
+            checking.exec_driver_sql("SELECT n FROM epoch").all()  # the fence's read
+            with pytest.raises(OperationalError, match="locked"), second.begin() as other:
+                other.exec_driver_sql("INSERT INTO epoch VALUES (2)")
+    finally:
+        first.dispose()
+        second.dispose()
