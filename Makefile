@@ -36,3 +36,7 @@ bench-scale:
 seeded-bugs:
 	hack/setup.sh
 	.venv/bin/python hack/seeded_bugs.py
+
+test-deep:
+	hack/setup.sh
+	INTERLEAVING_EXAMPLES=3000 .venv/bin/pytest -q -s tests/integration/test_interleavings.py

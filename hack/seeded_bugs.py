@@ -78,6 +78,13 @@ BUGS = (
         (INTERLEAVINGS,),
     ),
     Bug(
+        "a refused object escapes the applier instead of being recorded",
+        "snapshotter/sync/applier.py",
+        "                self._reject(groups[0], e, result)\n                return\n",
+        "                raise\n",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
         "a runner being deleted is skipped as unchanged by a list",
         "snapshotter/sync/intake.py",
         "                        and not item.terminating\n",

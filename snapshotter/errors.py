@@ -43,6 +43,11 @@ class KubeUnavailable(KubeError):
     """Connection error, timeout, 5xx or 429: retry with backoff."""
 
 
+class KubeUnreachable(KubeUnavailable):
+    """No HTTP answer at all (connection refused or reset): the API server is away
+    or restarting."""
+
+
 class KubeInvalid(KubeUnavailable):
     """400/422: the API server refused the request itself (e.g. a name it does not
     accept). Retried like an outage, but worth telling an operator about."""

@@ -16,6 +16,7 @@ from snapshotter.errors import (
     KubeInvalid,
     KubeNotFound,
     KubeUnavailable,
+    KubeUnreachable,
     ResourceVersionExpired,
 )
 
@@ -58,4 +59,4 @@ def translated_errors(what: str, *, invalid_is_conflict: bool = False) -> Iterat
         error = error_from(e, invalid_is_conflict=invalid_is_conflict)
         raise type(error)(f"{what}: {error}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise KubeUnavailable(f"{what}: {e}") from e
+        raise KubeUnreachable(f"{what}: {e}") from e

@@ -7,8 +7,12 @@ queued as the stream's progress) -> a normal end re-watches from there without
 relisting. `410 Gone` / "too old resource version" (etcd compacted past the resume
 point) or 504 "too large resource version" -> relist. An event refused by a full
 pending queue -> wait for room, then relist. Any other error -> wait with jittered
-backoff and resume from the last resourceVersion. The loop never dies on an
-error; only `stop()` ends it.
+backoff and resume from the last resourceVersion. An API server that restarts first
+refuses connections, then answers 403 while its RBAC warms up: those are retried
+every `fast_retry_seconds` for `fast_retry_window_seconds`, because every second
+before the watch is back is a second in which a short-lived runner goes unseen;
+other errors, or these lasting longer, back off. The loop never dies on an error;
+only `stop()` ends it.
 """
 
 import logging
@@ -19,7 +23,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from snapshotter.clock import monotonic
-from snapshotter.errors import KubeError, ResourceVersionExpired, SnapshotterError
+from snapshotter.errors import (
+    KubeError,
+    KubeForbidden,
+    KubeUnreachable,
+    ResourceVersionExpired,
+    SnapshotterError,
+)
 from snapshotter.kube.client import Page
 from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
@@ -61,6 +71,14 @@ class WatchTuning:
     max_timeout_seconds: int = 600
     healthy_after_seconds: float = 30.0  # a watch this old resets the backoff
     room_fraction: float = 0.9  # after an overflow, relist once the queue is below this
+    fast_retry_seconds: float = 0.25  # while the API server is coming back
+    fast_retry_window_seconds: float = 30.0
+
+
+def is_server_coming_back(error: SnapshotterError) -> bool:
+    """No answer at all, or 403 from an API server whose authorizer is not ready yet:
+    what a restarting API server looks like in its first seconds."""
+    return isinstance(error, KubeUnreachable | KubeForbidden)
 
 
 class BufferFull(SnapshotterError):
@@ -99,6 +117,7 @@ class Watcher(threading.Thread):
         # after an API server outage in which short-lived runners go unseen.
         self._backoff = Backoff(initial=0.5, maximum=5.0)
         self._rng = random.Random()  # noqa: S311 - timeout spreading, not security
+        self._failing_since: float | None = None  # the current run of failures
         self._resume: str | None = resume_from  # where the next watch starts; None: relist
 
     def stop(self) -> None:
@@ -143,7 +162,17 @@ class Watcher(threading.Thread):
         self.stats.error(kind)
         self.liveness.set(self.name_, False)
         log.warning("watch failed, retrying stream=%s error=%s", self.name_, error)
-        self._pause()
+        self._stop_requested.wait(self.retry_delay(error))
+
+    def retry_delay(self, error: SnapshotterError) -> float:
+        """How long to wait before trying again after `error`."""
+        now = monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        window = self.tuning.fast_retry_window_seconds
+        if is_server_coming_back(error) and now - self._failing_since < window:
+            return self.tuning.fast_retry_seconds
+        return self._backoff.next()
 
     def _pause(self) -> None:
         self._stop_requested.wait(self._backoff.next())
@@ -181,6 +210,7 @@ class Watcher(threading.Thread):
         if self._stop_requested.is_set():
             self._stream.abort()
         self.liveness.set(self.name_, True)
+        self._failing_since = None  # the server answered: a new failure starts a new run
         started, seen = monotonic(), 0
         try:
             for event in self._stream:

@@ -156,6 +156,7 @@ WATCH_ACTIONS = (
     "deliver_runner_events",
     "deliver_pool_events",
     "bookmark",
+    "watch_settles_a_suspect",
 )
 WATCH_TROUBLES = (
     "watch_loses_events",
@@ -707,6 +708,21 @@ class Interleavings(RuleBasedStateMachine):
         self.h.queue.note_progress(RUNNERS, rv)
         self.oracle.progress(RUNNERS, rv)
         self._writer_keeps_up()
+        return True
+
+    def _do_watch_settles_a_suspect(self, data: st.DataObject) -> bool:
+        """A poll list missed runners the live watch had not reported gone yet: the
+        watch catches up, either with their events (news) or, having lost them, with
+        a bookmark past the list (only the watch's progress then decides)."""
+        if not self.watch_live or RUNNERS in self.must_relist:
+            return False
+        if not self.oracle.suspected(RUNNERS):
+            return False
+        if data.draw(st.booleans()):
+            self._deliver_from(RUNNERS, len(self.cluster.log))
+        else:
+            self.watch_at[RUNNERS] = len(self.cluster.log)  # its events are lost
+        self._run("bookmark", data)
         return True
 
     def _do_watch_breaks(self, _data: st.DataObject) -> bool:

@@ -13,7 +13,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from snapshotter.errors import KubeUnavailable, ResourceVersionExpired
+from snapshotter.errors import (
+    KubeForbidden,
+    KubeUnavailable,
+    KubeUnreachable,
+    ResourceVersionExpired,
+)
 from snapshotter.kube import resources
 from snapshotter.kube.client import Page
 from snapshotter.kube.decode import decode_page
@@ -21,6 +26,7 @@ from snapshotter.kube.resources import Resource
 from snapshotter.kube.watch import WatchEvent
 from snapshotter.ops.stats import SyncStats
 from snapshotter.sync.applier import WatchLiveness
+from snapshotter.sync.backoff import Backoff
 from snapshotter.sync.intake import Intake
 from snapshotter.sync.observations import ParseReport
 from snapshotter.sync.queue import PendingQueue
@@ -191,3 +197,26 @@ def test_a_full_queue_relists_instead_of_losing_the_event() -> None:
     assert result.source.lists >= 1  # the third object found no room: relist
     versions, _, _ = result.handed_over()
     assert versions == ["5", "6"]
+
+
+def test_an_api_server_coming_back_is_retried_fast_then_with_backoff() -> None:
+    """Connection refused, then 403 while the restarted server's RBAC warms up: a
+    fast retry, for a bounded time; any other error backs off at once."""
+    tuning = WatchTuning(fast_retry_seconds=0.25, fast_retry_window_seconds=0.3)
+    watcher = Watcher(
+        source=FakeSource([], threading.Event()),
+        intake=Intake(PendingQueue(cap=10), lambda _r, _u: None, ParseReport(), lambda: T0),
+        liveness=WatchLiveness(),
+        resource=ERS,
+        namespace=None,
+        stats=SyncStats(),
+        tuning=tuning,
+    )
+    watcher._backoff = Backoff(initial=3.0, maximum=3.0, jitter=0)
+    refused = KubeUnreachable("watch: connection refused")
+    warming = KubeForbidden("watch: HTTP 403 Forbidden")
+    assert watcher.retry_delay(refused) == 0.25
+    assert watcher.retry_delay(warming) == 0.25
+    threading.Event().wait(0.35)  # longer than the fast window: a real problem
+    assert watcher.retry_delay(warming) == 3.0
+    assert watcher.retry_delay(KubeUnavailable("HTTP 500")) == 3.0
