@@ -23,8 +23,10 @@ from pathlib import Path
 from types import FrameType
 
 from snapshotter import __version__, daemon, logconfig
+from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
+from snapshotter.db.rejects import Reject
 from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
 from snapshotter.settings import (
     CONFIG_PATH_VARIABLE,
@@ -76,6 +78,13 @@ COMMANDS = {
     "finalizers": (
         "finalizer capture",
         {"remove": f"remove the finalizer {FINALIZER} from every runner in scope"},
+    ),
+    "rejects": (
+        "objects the database refused (snapshotter_rejects)",
+        {
+            "list": "print every refused object not written since, with the database's error",
+            "retry": "ask the leader to write them again now (after fixing the cause)",
+        },
     ),
 }
 
@@ -187,6 +196,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise StartupError(f"removing finalizers failed: {e}") from e
         print(f"removed finalizer {FINALIZER} from {released} runners")  # noqa: T201
         return ExitCode.OK
+    if args.command == "rejects":
+        return _rejects(args.action, settings)
     log.info("effective config %s", settings.model_dump_json())
     if args.once:
         return _once(settings)
@@ -217,6 +228,35 @@ def _db(action: str, settings: Settings, *, plan_only: bool = False) -> int:
         state = f"-- nothing was run; {state}"
     print(state)  # noqa: T201
     return ExitCode.OK
+
+
+def _rejects(action: str, settings: Settings) -> int:
+    store = daemon.open_store(settings, threading.Event())
+    try:
+        if action == "retry":
+            output = f"retry requested for {store.request_retry(now=utc_now())} rejected objects"
+        else:
+            output = format_rejects(store.load_rejects())
+    except StoreError as e:
+        raise StartupError(str(e)) from e
+    finally:
+        store.close()
+    print(output)  # noqa: T201
+    return ExitCode.OK
+
+
+def format_rejects(rejects: Sequence[Reject]) -> str:
+    if not rejects:
+        return "no rejected objects"
+    lines = [f"{len(rejects)} rejected objects:"]
+    for r in rejects:
+        where = f"{r.namespace}/{r.name}" if r.name else "(no name)"
+        retry = ", retry requested" if r.retry_requested else ""
+        lines.append(
+            f"  {r.resource} {where} uid={r.uid} rv={r.resource_version} "
+            f"at {r.rejected_at:%Y-%m-%d %H:%M:%S}{retry}\n    {r.error}"
+        )
+    return "\n".join(lines)
 
 
 def _once(settings: Settings) -> int:
