@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -221,6 +222,13 @@ def test_store_writes_lens_zero_columns_and_reads_them_back_as_unknown(
     reloaded = Store(lens_engine, cluster_name="").load_state()
     assert reloaded.runners["new-uid"].github_run_id is None  # Lens's 0 means unknown
     assert reloaded.runners["new-uid"].head_sha is None
+    assert reloaded.runners["new-uid"].resource_requests == {"cpu": 500, "amd.com/gpu": 8}
+    # a later state whose template could not be read keeps what was recorded
+    unread = replace(runner, resource_requests=None, resource_limits=None, resource_version="101")
+    store.apply(ChangeSet(now=now, runners=(RowWrite(unread, new=False),)))
+    again = Store(lens_engine, cluster_name="").load_state().runners["new-uid"]
+    assert again.resource_requests == {"cpu": 500, "amd.com/gpu": 8}
+    assert again.resource_limits == {"amd.com/gpu": 8}
 
 
 def _runner_row(uid: str, name: str, now: datetime) -> RunnerStateRow:
@@ -261,4 +269,6 @@ def _runner_row(uid: str, name: str, now: datetime) -> RunnerStateRow:
         resource_version="100",
         first_seen_at=now,
         last_seen_at=now,
+        resource_requests={"cpu": 500, "amd.com/gpu": 8},
+        resource_limits={"amd.com/gpu": 8},
     )

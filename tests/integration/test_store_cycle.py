@@ -219,6 +219,26 @@ def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> 
     assert (state["is_deleted"], state["is_completed"]) == (True, True)
 
 
+def test_resources_land_on_the_runner_state_and_the_run_row(pg_engine: Engine) -> None:
+    harness, source, objects = first_cycle(pg_engine)
+    gpu = {"containers": [{"name": "runner", "resources": {"limits": {"amd.com/gpu": "8"}}}]}
+    source.put(arc.bumped(objects["running"], "300", spec={"spec": gpu}))
+    harness.poll(source)
+    source.remove(objects["running"])  # the job ends with the requests of its last state
+    harness.poll(source)
+    state = next(
+        r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
+    )
+    assert state["resource_requests"] == state["resource_limits"] == {"amd.com/gpu": 8}
+    [run] = rows(pg_engine, "github_workflow_runs")
+    assert run["resource_requests"] == {"amd.com/gpu": 8}
+    pending = next(
+        r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-pending"
+    )
+    assert pending["resource_requests"] == {"cpu": 2000, "memory": 4 * 2**30}  # the sample's
+    assert pending["resource_limits"] == {"cpu": 4000, "memory": 8 * 2**30}
+
+
 def test_failure_mid_apply_leaves_the_database_as_before(pg_engine: Engine) -> None:
     _, source, objects = first_cycle(pg_engine)
     harness = daemon(pg_engine, retry_outages=False)  # as `--once` runs
