@@ -13,6 +13,8 @@ from snapshotter.model.pod_resources import pod_resources
 from snapshotter.model.quantity import InvalidQuantity, parse_quantity, whole_units
 from snapshotter.ops.stats import SyncStats
 from tests.support import arc_objects as arc
+from tests.support.observing import runner_events
+from tests.support.scenario import T2, diff, loaded
 from tests.unit.test_stats import finished, scrape, series
 
 GI = 2**30
@@ -183,3 +185,18 @@ def test_resource_seconds_are_requests_times_job_duration() -> None:
         (*pool, ("resource", "cpu")): 150.0,  # cores, not millicores
         (*pool, ("resource", "memory")): 60.0 * GI,
     }
+
+
+def test_a_template_unreadable_later_keeps_what_was_read(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    before = state.runners["er-busy"]
+    assert before.resource_requests == {"cpu": 2000, "memory": 4 * GI}  # the sample's
+    unreadable = arc.bumped(cluster["busy"], "30", spec={"spec": "not a pod"})
+    _, after = diff(state, runner_events(T2, changed=[unreadable]), T2)
+    assert after.runners["er-busy"].resource_requests == before.resource_requests
+    assert after.runners["er-busy"].resource_limits == before.resource_limits
+    pod = {"containers": [container({"cpu": "1"})]}
+    resized = arc.bumped(cluster["busy"], "31", spec={"spec": pod})
+    _, after = diff(after, runner_events(T2, changed=[resized]), T2)
+    assert after.runners["er-busy"].resource_requests == {"cpu": 1000}  # a newer template wins
+    assert after.runners["er-busy"].resource_limits is None
