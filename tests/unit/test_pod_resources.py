@@ -11,7 +11,10 @@ from snapshotter.diff.runs import run_rows
 from snapshotter.model import parse
 from snapshotter.model.pod_resources import pod_resources
 from snapshotter.model.quantity import InvalidQuantity, parse_quantity, whole_units
+from snapshotter.model.records import RUNNERS
 from snapshotter.ops.stats import SyncStats
+from snapshotter.sync import observations
+from snapshotter.sync.observations import ParseReport
 from tests.support import arc_objects as arc
 from tests.support.observing import runner_events
 from tests.support.scenario import T2, diff, loaded
@@ -200,3 +203,19 @@ def test_a_template_unreadable_later_keeps_what_was_read(cluster: dict[str, Any]
     _, after = diff(after, runner_events(T2, changed=[resized]), T2)
     assert after.runners["er-busy"].resource_requests == {"cpu": 1000}  # a newer template wins
     assert after.runners["er-busy"].resource_limits is None
+
+
+def test_a_bad_quantity_is_logged_and_counted_once_per_object_version(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stats = SyncStats()
+    report = ParseReport(stats=stats)
+    raw = runner({"containers": [container({"cpu": "2 cores", "memory": "1Gi"})]})
+    for seq in (1, 2):  # the same version, listed and then watched
+        seen = observations.observe(RUNNERS, raw, at=T2, seq=seq, report=report)
+        assert seen is not None
+        assert seen.record.resources.requests == {"memory": GI}
+    assert series(scrape(stats), "snapshotter_fields_ignored_total") == {
+        (("kind", "EphemeralRunner"),): 1.0
+    }
+    assert [r.message for r in caplog.records if "2 cores" in r.getMessage()]
