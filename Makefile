@@ -1,10 +1,16 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test demo setup image lock bench bench-faults bench-scale
+.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale
 
 test:
 	hack/test.sh $(ARGS)
+
+# The rolling upgrade from the previous schema head (README.md, "Upgrading"); installs
+# that version from git history into a cached venv (needs the full clone and PyPI).
+test-upgrade:
+	hack/setup.sh
+	.venv/bin/pytest -m upgrade tests/e2e/test_rolling_upgrade.py $(ARGS)
 
 demo:
 	hack/demo.sh

@@ -30,6 +30,8 @@ from sqlalchemy.types import TypeDecorator
 # BIGSERIAL on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL here (unknown), not JSON's null, so that `IS NULL` and COALESCE work.
+NullJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -185,6 +187,10 @@ class RunnerState(Base):
     last_seen_at: Mapped[datetime] = _created()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+    # The pod template's summed requests and limits: {"cpu": millicores, "memory":
+    # bytes, "amd.com/gpu": devices, ...} (SPEC §3.6)
+    resource_requests: Mapped[Any] = mapped_column(NullJson, nullable=True)
+    resource_limits: Mapped[Any] = mapped_column(NullJson, nullable=True)
 
 
 class WorkflowConfig(Base):
@@ -285,6 +291,8 @@ class WorkflowRun(Base):
     workflow_path: Mapped[str | None] = mapped_column(String(512))
     job_assigned_at: Mapped[datetime | None]
     completion_source: Mapped[str | None] = mapped_column(String(20))
+    # The runner's requests when the job ran (as in the runner state)
+    resource_requests: Mapped[Any] = mapped_column(NullJson, nullable=True)
 
 
 class RunnerSetHistory(Base):

@@ -60,6 +60,8 @@ RUNNER_FACTS = (
     "deletion_timestamp",
 )
 
+RUNNER_RESOURCES = ("resource_requests", "resource_limits")
+
 
 @dataclass(slots=True)
 class WriteCounts:
@@ -136,6 +138,8 @@ class Statements:
         values = {c: ex[c] for c in columns if c not in ("uid", "first_seen_at")}
         for fact in (*RUNNER_FACTS, "repository", "deletion_time"):
             values[fact] = case((_unknown(t[fact], live), ex[fact]), else_=t[fact])
+        for column in RUNNER_RESOURCES:  # a template read once stays known
+            values[column] = func.coalesce(ex[column], t[column])
         values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)
         values["is_completed"] = or_(t.is_completed, ex.is_completed)
         for column in ("completed_at", "completion_time", "completion_source"):

@@ -169,4 +169,6 @@ def runner_state_row(
         resource_version=record.identity.resource_version,
         first_seen_at=at,
         last_seen_at=at,
+        resource_requests=record.resources.requests if record.resources else None,
+        resource_limits=record.resources.limits if record.resources else None,
     )

@@ -4,6 +4,7 @@ Field names are the column names. The database package maps them 1:1, except tha
 `runner_set_uid` becomes the `runner_set_id` of the runner set row with that uid.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Literal
@@ -135,6 +136,10 @@ class RunnerStateRow:
     resource_version: str
     first_seen_at: datetime
     last_seen_at: datetime
+    # The pod template's summed requests and limits (SPEC §3.6): cpu in millicores,
+    # memory in bytes, other resources by their Kubernetes name; None: unknown.
+    resource_requests: Mapping[str, int] | None = None
+    resource_limits: Mapping[str, int] | None = None
 
     @property
     def has_job(self) -> bool:
@@ -175,6 +180,7 @@ class WorkflowRunRow:
     workload_completed_at: datetime | None
     status: str
     trigger_source: str
+    resource_requests: Mapping[str, int] | None = None  # the runner's, when the job ran
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,12 @@ def _current(
         "creation_timestamp": previous.creation_timestamp or row.creation_timestamp,
         "deletion_timestamp": previous.deletion_timestamp or row.deletion_timestamp,
     }
+    if row.resource_requests is None and row.resource_limits is None:
+        # a template that cannot be read now keeps what was read before
+        keep |= {
+            "resource_requests": previous.resource_requests,
+            "resource_limits": previous.resource_limits,
+        }
     if row.runner_set_uid is None and previous.runner_set_uid is not None:
         # the pool left the active set (deleted): the runner still belonged to it
         keep |= {

@@ -95,6 +95,7 @@ def run_rows(
             workload_completed_at=row.completed_at,
             status="pending",
             trigger_source=trigger_source,
+            resource_requests=row.resource_requests,
         )
         for config in matching_configs(configs, _match_facts(row, ref), cluster_name=cluster_name)
     ]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from snapshotter.errors import ParseError
-from snapshotter.model import github_url
+from snapshotter.model import github_url, pod_resources
 from snapshotter.model.records import (
     EphemeralRunnerRecord,
     EphemeralRunnerSetRecord,
@@ -241,6 +241,14 @@ def _pod_failures(status: Mapping[str, Any], reader: _Reader) -> int:
     return len(reader.mapping(status, "failures", "status.failures"))
 
 
+def _pod_resources(spec: Mapping[str, Any], reader: _Reader) -> pod_resources.PodResources | None:
+    # spec.spec is the runner pod's template (a PodSpec)
+    if spec.get("spec") is None:
+        return None
+    pod = reader.mapping(spec, "spec", "spec.spec")
+    return pod_resources.pod_resources(pod, reader.warnings)
+
+
 def parse_ephemeral_runner(raw: RawObject) -> Parsed[EphemeralRunnerRecord]:
     """EphemeralRunner -> EphemeralRunnerRecord."""
     ident = _identity_or_raise(raw, "EphemeralRunner")
@@ -270,5 +278,6 @@ def parse_ephemeral_runner(raw: RawObject) -> Parsed[EphemeralRunnerRecord]:
         pod_failures=_pod_failures(status, r),
         annotations=_run_annotations(_labels(meta, r, "annotations")),
         finalizers=_finalizers(meta),
+        resources=_pod_resources(spec, r),
     )
     return Parsed(record, tuple(r.warnings))

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from snapshotter.model.github_url import GitHubScope
+from snapshotter.model.pod_resources import PodResources
 
 # The resources' plural names, which also name them in the state, queue and cursors.
 RUNNER_SETS = "autoscalingrunnersets"
@@ -112,6 +113,8 @@ class EphemeralRunnerRecord(KubeObject):
     pod_failures: int
     annotations: RunAnnotations
     finalizers: tuple[str, ...] | None = None  # None: not set yet (ARC sets them at creation)
+    # The pod template's requests and limits (SPEC §3.6); None: no template given
+    resources: PodResources | None = None
 
     @property
     def has_job(self) -> bool:

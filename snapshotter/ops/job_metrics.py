@@ -1,11 +1,12 @@
 """The job metrics, with labels a Prometheus server can afford.
 
 Every finished job becomes one count and two observations (runner start-up, job
-duration). Their labels are a configured subset of the pool's namespace and name,
-the repository, the workflow and the completion source; repositories and workflows
-are unbounded, so the number of label sets is capped: past the cap, a new label set
-is counted under `other` in every label, and `snapshotter_job_series_folded_total`
-says how many jobs were. A label set once admitted keeps its own series.
+duration), and adds its requests x its duration to each of its resources. Their
+labels are a configured subset of the pool's namespace and name, the repository,
+the workflow and the completion source; repositories and workflows are unbounded,
+so the number of label sets is capped: past the cap, a new label set is counted
+under `other` in every label, and `snapshotter_job_series_folded_total` says how
+many jobs were. A label set once admitted keeps its own series.
 """
 
 import threading
@@ -32,6 +33,7 @@ OTHER = "other"
 STARTUP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
 M = TypeVar("M", PromCounter, Histogram)
+CPU, MILLI = "cpu", 1000  # requests hold cpu in millicores; the metric counts cores
 
 
 def _value(row: RunnerStateRow, option: str) -> str:
@@ -72,8 +74,9 @@ class SeriesCap:
 
 
 class JobMetrics:
-    """snapshotter_jobs_finished_total, snapshotter_runner_startup_seconds and
-    snapshotter_job_duration_seconds, all with the same labels."""
+    """snapshotter_jobs_finished_total, snapshotter_runner_startup_seconds,
+    snapshotter_job_duration_seconds and snapshotter_job_resource_seconds_total, all
+    with the same labels (the last one also with `resource`)."""
 
     def __init__(self, registry: CollectorRegistry, *, labels: Sequence[str], cap: int) -> None:
         unknown = [option for option in labels if option not in JOB_LABELS]
@@ -102,6 +105,13 @@ class JobMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        self.resource_seconds = PromCounter(
+            "snapshotter_job_resource_seconds",
+            "Requested amount x job duration, per resource of the runner's pod: "
+            "cpu in core-seconds, memory in byte-seconds, others (amd.com/gpu) in unit-seconds",
+            [*names, "resource"],
+            registry=registry,
+        )
         self.folded = PromCounter(
             "snapshotter_job_series_folded_total",
             "Jobs counted under 'other' because the job metrics reached their series cap",
@@ -126,6 +136,14 @@ class JobMetrics:
         if row.job_assigned_at and row.completed_at:
             duration = (row.completed_at - row.job_assigned_at).total_seconds()
             self._child(self.duration, values).observe(max(0.0, duration))
+            self._resource_seconds(values, row, max(0.0, duration))
+
+    def _resource_seconds(
+        self, values: tuple[str, ...], row: RunnerStateRow, seconds: float
+    ) -> None:
+        for resource, amount in (row.resource_requests or {}).items():
+            per_unit = amount / MILLI if resource == CPU else amount
+            self.resource_seconds.labels(*values, resource).inc(per_unit * seconds)
 
     @staticmethod
     def _child(metric: M, values: tuple[str, ...]) -> M:

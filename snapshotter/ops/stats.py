@@ -164,6 +164,12 @@ class _Metrics:
         self.malformed = PromCounter(
             "snapshotter_objects_skipped_total", "Malformed objects skipped", registry=r
         )
+        self.ignored_fields = PromCounter(
+            "snapshotter_fields_ignored_total",
+            "Fields ignored as malformed (a wrong type, a bad quantity), once per object version",
+            ["kind"],
+            registry=r,
+        )
         self.last_commit = Gauge(
             "snapshotter_last_commit_timestamp_seconds",
             "When the last committed transaction began (Unix time)",
@@ -318,6 +324,9 @@ class SyncStats:
 
     def malformed(self, n: int = 1) -> None:
         self.metrics.malformed.inc(n)
+
+    def ignored_fields(self, kind: str, n: int) -> None:
+        self.metrics.ignored_fields.labels(kind).inc(n)
 
     def finalizer_patched(self, action: str) -> None:
         self.metrics.finalizers.labels(action).inc()

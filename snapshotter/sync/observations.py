@@ -77,6 +77,8 @@ class ParseReport:
         with self._lock:
             self.warnings += len(warnings)
         if self.first_time(ident.uid, ident.resource_version):
+            if self.stats is not None:
+                self.stats.ignored_fields(kind, len(warnings))
             for warning in warnings:
                 log.warning(
                     "ignored field kind=%s ref=%s/%s problem=%s",

@@ -788,13 +788,16 @@ class Interleavings(RuleBasedStateMachine):
         self.held.append(self._begin_list())
         return True
 
-    def _do_poll_hands_its_list_over(self, _data: st.DataObject) -> bool:
+    def _do_poll_hands_its_list_over(self, data: st.DataObject) -> bool:
         if not self.held:
             return False
         held = self.held.pop(0)
         self.clock.tick()
         self._hand_list(held, tuple(RESOURCES), from_watch=False)
         self._writer_keeps_up()
+        settle: bool = bool(self.oracle.suspected(RUNNERS)) and data.draw(st.booleans())
+        if settle:
+            self._run("watch_settles_a_suspect", data)  # rare otherwise: steer to it
         return True
 
     def _do_writer_stalls(self, _data: st.DataObject) -> bool:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -204,8 +205,10 @@ def test_store_writes_lens_zero_columns_and_reads_them_back_as_unknown(
     assert not state.runner_sets
     assert not state.runners
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    runner = runner_row(
-        "new-uid", "gpu-runners-abcde-runner-ccccc", now, lens_schema.NAMESPACE
+    runner = replace(
+        runner_row("new-uid", "gpu-runners-abcde-runner-ccccc", now, lens_schema.NAMESPACE),
+        resource_requests={"cpu": 500, "amd.com/gpu": 8},
+        resource_limits={"amd.com/gpu": 8},
     )  # a reused name
 
     store.apply(ChangeSet(now=now, runners=(RowWrite(runner, new=True),)))
@@ -223,3 +226,10 @@ def test_store_writes_lens_zero_columns_and_reads_them_back_as_unknown(
     reloaded = Store(lens_engine, cluster_name="").load_state()
     assert reloaded.runners["new-uid"].github_run_id is None  # Lens's 0 means unknown
     assert reloaded.runners["new-uid"].head_sha is None
+    assert reloaded.runners["new-uid"].resource_requests == {"cpu": 500, "amd.com/gpu": 8}
+    # a later state whose template could not be read keeps what was recorded
+    unread = replace(runner, resource_requests=None, resource_limits=None, resource_version="101")
+    store.apply(ChangeSet(now=now, runners=(RowWrite(unread, new=False),)))
+    again = Store(lens_engine, cluster_name="").load_state().runners["new-uid"]
+    assert again.resource_requests == {"cpu": 500, "amd.com/gpu": 8}
+    assert again.resource_limits == {"amd.com/gpu": 8}

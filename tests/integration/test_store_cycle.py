@@ -5,7 +5,8 @@ database is real: migrations, one transaction per cycle, PostgreSQL's own counte
 """
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,41 @@ def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> 
         r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
     )
     assert (state["is_deleted"], state["is_completed"]) == (True, True)
+
+
+def readme_query(title: str) -> str:
+    """The SQL block that follows `title` in the README."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    after = readme[readme.index(title) :]
+    return after[after.index("```sql") + len("```sql") : after.index("```\n", 8)]
+
+
+def test_resources_land_on_the_runner_state_and_the_run_row(pg_engine: Engine) -> None:
+    now = [NOW]
+    objects = cluster_objects()
+    source = MemorySource(objects.values())
+    declare_configs(pg_engine)
+    harness = Harness(pg_engine, clock=lambda: now[0], cluster_name="prod")
+    gpu = {"containers": [{"name": "runner", "resources": {"limits": {"amd.com/gpu": "8"}}}]}
+    source.put(arc.bumped(objects["running"], "300", spec={"spec": gpu}))
+    harness.poll(source)
+    now[0] = NOW + timedelta(minutes=90)
+    source.remove(objects["running"])  # the job ends with the requests of its last state
+    harness.poll(source)
+    state = next(
+        r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-running"
+    )
+    assert state["resource_requests"] == state["resource_limits"] == {"amd.com/gpu": 8}
+    [run] = rows(pg_engine, "github_workflow_runs")
+    assert run["resource_requests"] == {"amd.com/gpu": 8}
+    pending = next(
+        r for r in rows(pg_engine, "github_ephemeral_runner_states") if r["uid"] == "er-pending"
+    )
+    assert pending["resource_requests"] == {"cpu": 2000, "memory": 4 * 2**30}  # the sample's
+    assert pending["resource_limits"] == {"cpu": 4000, "memory": 8 * 2**30}
+    with pg_engine.connect() as conn:
+        report = conn.execute(text(readme_query("GPU-hours per repository"))).all()
+    assert [tuple(r) for r in report] == [("acme-corp/payments-api", "ci.yaml", 1, Decimal(12))]
 
 
 def test_failure_mid_apply_leaves_the_database_as_before(pg_engine: Engine) -> None:

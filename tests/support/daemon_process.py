@@ -31,9 +31,11 @@ class DaemonProcess:
         *,
         name: str = "snapshotter",
         env: dict[str, str] | None = None,
+        executable: Path = SNAPSHOTTER,  # another version's console script
         **settings: Any,
     ) -> None:
         self.engine = engine
+        self.executable = executable
         self.config = tmp_path / f"{name}.yaml"
         config = {
             "interval_seconds": 60,
@@ -55,7 +57,7 @@ class DaemonProcess:
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(SNAPSHOTTER), "--config", str(self.config), *args],
+            [str(self.executable), "--config", str(self.config), *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -67,7 +69,7 @@ class DaemonProcess:
         self._earlier_starts = self._starts()
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
-                [str(SNAPSHOTTER), "--config", str(self.config)], env=self.env, stderr=out
+                [str(self.executable), "--config", str(self.config)], env=self.env, stderr=out
             )
 
     def _starts(self) -> int:

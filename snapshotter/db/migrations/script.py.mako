@@ -15,6 +15,8 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# Expand only (README, "Upgrading"): an older version may still be writing. A step
+# that drops, renames or tightens declares CONTRACT = "<reason>" instead.
 
 
 def upgrade() -> None:
