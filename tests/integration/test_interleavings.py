@@ -174,6 +174,7 @@ POLL_ACTIONS = (
     "poll_lists",
     "poll_hands_its_list_over",
     "poll_hands_its_list_over",
+    "poll_misses_a_deletion",
     "writer_stalls",
     "writer_works",
 )
@@ -798,6 +799,22 @@ class Interleavings(RuleBasedStateMachine):
         settle: bool = bool(self.oracle.suspected(RUNNERS)) and data.draw(st.booleans())
         if settle:
             self._run("watch_settles_a_suspect", data)  # rare otherwise: steer to it
+        return True
+
+    def _do_poll_misses_a_deletion(self, data: st.DataObject) -> bool:
+        """The race the watch-live rule is for: a runner is deleted, a poll list no
+        longer shows it, and the list reaches the daemon before the watch's event.
+        The absence is only suspected; then the watch tells (or the next list)."""
+        if not self.watch_live or RUNNERS in self.must_relist or self.held:
+            return False
+        if self.watch_at[RUNNERS] < len(self.cluster.log):
+            return False  # the watch must be caught up first: then it lags this deletion
+        uid = self._draw_runner(data)
+        if uid is None or self.oracle.stored_rv(RUNNERS, uid) is None:
+            return False
+        self.cluster.delete(uid, self.clock() if data.draw(st.booleans()) else None)
+        self.held.append(self._begin_list())
+        self._run("poll_hands_its_list_over", data)
         return True
 
     def _do_writer_stalls(self, _data: st.DataObject) -> bool:
