@@ -801,20 +801,28 @@ class Interleavings(RuleBasedStateMachine):
             self._run("watch_settles_a_suspect", data)  # rare otherwise: steer to it
         return True
 
+    def _runner_watch_usable(self) -> bool:
+        return self.watch_live and RUNNERS not in self.must_relist
+
     def _do_poll_misses_a_deletion(self, data: st.DataObject) -> bool:
-        """The race the watch-live rule is for: a runner is deleted, a poll list no
-        longer shows it, and the list reaches the daemon before the watch's event.
-        The absence is only suspected; then the watch tells (or the next list)."""
-        if not self.watch_live or RUNNERS in self.must_relist or self.held:
+        """The race the watch-live rule is for: the watch is caught up, a runner is
+        deleted, and a poll list that no longer shows it reaches the daemon before
+        the watch's event. The absence is only suspected; then the watch tells (its
+        news or its progress), or the next list."""
+        if not self._runner_watch_usable():
             return False
-        if self.watch_at[RUNNERS] < len(self.cluster.log):
-            return False  # the watch must be caught up first: then it lags this deletion
-        uid = self._draw_runner(data)
-        if uid is None or self.oracle.stored_rv(RUNNERS, uid) is None:
-            return False
+        self._deliver_from(RUNNERS, len(self.cluster.log))
+        stored = [u for u in self._live() if self.oracle.stored_rv(RUNNERS, u) is not None]
+        if not self._runner_watch_usable() or not stored:
+            return True  # the delivery overflowed the queue, or nothing to delete
+        uid = data.draw(st.sampled_from(stored))
         self.cluster.delete(uid, self.clock() if data.draw(st.booleans()) else None)
-        self.held.append(self._begin_list())
-        self._run("poll_hands_its_list_over", data)
+        held = self._begin_list()
+        self.clock.tick()
+        self._hand_list(held, tuple(RESOURCES), from_watch=False)
+        self._writer_keeps_up()
+        if data.draw(st.booleans()):
+            self._run("watch_settles_a_suspect", data)
         return True
 
     def _do_writer_stalls(self, _data: st.DataObject) -> bool:

@@ -1,0 +1,78 @@
+"""The engine on an adopted Lens database, where runner states are keyed by name and
+run rows by (runner_set_id, workload_uid): a reused name never costs the older
+runner its job, and a runner seen before its pool gets one run row, not two."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from snapshotter.db import engine as db_engine
+from snapshotter.db import migrate
+from snapshotter.kube import resources
+from tests.support import arc_objects as arc
+from tests.support import lens_schema
+from tests.support.db_rows import rows
+from tests.support.engine_harness import Harness
+from tests.support.memory_source import MemorySource
+from tests.support.postgres import PostgresServer
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+NAME = f"{lens_schema.POOL}-abcde-runner-r1"
+_names = iter(range(10**6))
+
+
+@pytest.fixture
+def adopted(postgres: PostgresServer) -> Iterator[Engine]:
+    engine = db_engine.make_engine(postgres.create_database(f"lensengine{next(_names)}"))
+    lens_schema.create(engine)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def pool() -> tuple[dict[str, object], dict[str, object]]:
+    ars = arc.runner_set(name=lens_schema.POOL, namespace=lens_schema.NAMESPACE, uid="ars", rv="1")
+    return ars, arc.ephemeral_runner_set(ars, uid="ers", rv="2")
+
+
+def our_runs(engine: Engine) -> list[dict[str, object]]:
+    return [r for r in rows(engine, "github_workflow_runs") if r["workload_uid"] in ("u1", "u3")]
+
+
+def test_a_reused_name_keeps_the_older_runners_job(adopted: Engine) -> None:
+    """u1 ran a job and its deletion was missed; the next list shows only u2 under
+    the same name. u1's end is recorded (and its run) before u2 takes the row."""
+    ars, ers = pool()
+    busy = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10"))
+    harness = Harness(adopted, clock=lambda: NOW)
+    harness.poll(MemorySource([ars, ers, busy]))
+    successor = arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20")
+    harness.poll(MemorySource([ars, ers, successor]))
+
+    assert [r["workload_uid"] for r in our_runs(adopted)] == ["u1"]
+    assert rows(adopted, "snapshotter_rejects") == []
+    named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
+    assert [r["uid"] for r in named] == ["u2"]
+
+
+def test_a_runner_seen_before_its_pool_and_gone_with_it_has_one_run(adopted: Engine) -> None:
+    """Watch streams are not ordered across resources: the runner's events arrive
+    first, then its pool's, together with its deletion. One run row, with the pool."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    busy = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u3", rv="10"))
+    harness.event("ADDED", busy)
+    harness.drain()
+    harness.event("ADDED", ars, resources.AUTOSCALING_RUNNER_SETS)
+    harness.event("ADDED", ers, resources.EPHEMERAL_RUNNER_SETS)
+    harness.event("DELETED", arc.bumped(busy, "30"))
+    harness.drain()
+
+    runs = our_runs(adopted)
+    assert len(runs) == 1
+    assert runs[0]["runner_set_id"] is not None
+    state = next(r for r in rows(adopted, "github_ephemeral_runner_states") if r["uid"] == "u3")
+    assert state["resource_version"] == "30"
+    assert state["is_deleted"] is True
