@@ -29,6 +29,7 @@ from snapshotter.diff.changes import (
 )
 from snapshotter.diff.observed import Input, Observed, Vanished
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.diff.state import MapDelta, StateDelta, SyncState, apply_delta
 from snapshotter.errors import StoreRejected
 from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecord
@@ -36,7 +37,7 @@ from snapshotter.ops.stats import SyncStats
 from snapshotter.sync.absences import Absences, WatchLiveness
 from snapshotter.sync.outstanding import Outstanding
 from snapshotter.sync.ports import Store, WriteResult
-from snapshotter.sync.queue import Work
+from snapshotter.sync.queue import ListMarker, Work
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class Applier:
         stats: SyncStats | None = None,
         history_period: timedelta | None = None,
         on_commit: CommitHook | None = None,
+        runner_kinds: RunnerKinds = ALL_LAUNCHERS,
     ) -> None:
         self.store = store
+        self.runner_kinds = runner_kinds
         self.cluster_name = cluster_name
         self.clock = clock
         self.stats = stats or SyncStats()
@@ -173,10 +176,41 @@ class Applier:
             inputs += self.absences.absent(marker, arriving)
         self._apply_inputs(inputs, result)
         self._apply_inputs(self.absences.due(), result)
+        for marker in work.markers:
+            self._settle_switchover(marker, result)
         result.seconds = monotonic() - started
         for marker in work.markers:
             marker.result = result
         return result
+
+    def _settle_switchover(self, marker: ListMarker, result: ApplyResult) -> None:
+        """After a complete list of runners, settle the Go exporter's in-flight run
+        rows on an adopted Lens database (`db.switchover`)."""
+        streams = [s for s in marker.streams if s.resource == RUNNERS]
+        if not streams:
+            return
+        whole = any(s.namespace is None for s in streams)
+        settled = self.store.settle_switchover(
+            listed_before=marker.at,
+            namespaces=() if whole else tuple(s.namespace for s in streams if s.namespace),
+            seen=frozenset().union(*(s.seen for s in streams)),
+            now=self.clock(),
+        )
+        for kind, n in (
+            ("settled_pending", settled.pending),
+            ("settled_completed", settled.completed),
+        ):
+            if n:
+                result.written[f"github_workflow_runs.{kind}"] = n
+        if settled.tasks:
+            result.written["workload_task_state.inserted"] = settled.tasks
+        if settled.pending or settled.completed:
+            log.info(
+                "settled the exporter's in-flight runs pending=%d completed=%d tasks=%d",
+                settled.pending,
+                settled.completed,
+                settled.tasks,
+            )
 
     def retry_rejected(self) -> ApplyResult:
         """Write again what the database refused (start-up, periodic, on request)."""
@@ -210,7 +244,7 @@ class Applier:
         changes = compute.compute_changes(
             self.state,
             inputs,
-            context=compute.DiffContext(self.cluster_name, self.configs),
+            context=compute.DiffContext(self.cluster_name, self.configs, self.runner_kinds),
             now=self.clock(),
         )
         changes = replace(changes, resolved=self.outstanding.resolved_by(inputs))
