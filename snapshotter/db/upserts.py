@@ -317,6 +317,9 @@ class Transaction:
         values["repository"] = row.job_repository
         values["completion_time"] = row.completed_at
         values["deletion_time"] = row.deletion_timestamp
+        # Lens's runner_type (core/pkg/database/migrations/patch062-...sql:13), set from
+        # the name as its reconciler does (exporters/github-runners-exporter/pkg/
+        # reconciler/ephemeral_runner.go:133, 197), by `lens.worker_name_pattern`
         values["runner_type"] = self.statements.runner_kinds.of(row.name)
         return {**values, "created_at": self.now, "updated_at": self.now}
 
