@@ -34,10 +34,11 @@ from snapshotter.diff.state import MapDelta, StateDelta, SyncState, apply_delta
 from snapshotter.errors import StoreRejected
 from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecord
 from snapshotter.ops.stats import SyncStats
+from snapshotter.sync import switchover
 from snapshotter.sync.absences import Absences, WatchLiveness
 from snapshotter.sync.outstanding import Outstanding
 from snapshotter.sync.ports import Store, WriteResult
-from snapshotter.sync.queue import ListMarker, Work
+from snapshotter.sync.queue import Work
 
 log = logging.getLogger(__name__)
 
@@ -177,40 +178,13 @@ class Applier:
         self._apply_inputs(inputs, result)
         self._apply_inputs(self.absences.due(), result)
         for marker in work.markers:
-            self._settle_switchover(marker, result)
+            settled = switchover.settle_after(self.store, marker, now=self.clock())
+            for key, n in settled.items():
+                result.written[key] = result.written.get(key, 0) + n
         result.seconds = monotonic() - started
         for marker in work.markers:
             marker.result = result
         return result
-
-    def _settle_switchover(self, marker: ListMarker, result: ApplyResult) -> None:
-        """After a complete list of runners, settle the Go exporter's in-flight run
-        rows on an adopted Lens database (`db.switchover`)."""
-        streams = [s for s in marker.streams if s.resource == RUNNERS]
-        if not streams:
-            return
-        whole = any(s.namespace is None for s in streams)
-        settled = self.store.settle_switchover(
-            listed_before=marker.at,
-            namespaces=() if whole else tuple(s.namespace for s in streams if s.namespace),
-            seen=frozenset().union(*(s.seen for s in streams)),
-            now=self.clock(),
-        )
-        for kind, n in (
-            ("settled_pending", settled.pending),
-            ("settled_completed", settled.completed),
-        ):
-            if n:
-                result.written[f"github_workflow_runs.{kind}"] = n
-        if settled.tasks:
-            result.written["workload_task_state.inserted"] = settled.tasks
-        if settled.pending or settled.completed:
-            log.info(
-                "settled the exporter's in-flight runs pending=%d completed=%d tasks=%d",
-                settled.pending,
-                settled.completed,
-                settled.tasks,
-            )
 
     def retry_rejected(self) -> ApplyResult:
         """Write again what the database refused (start-up, periodic, on request)."""
