@@ -179,6 +179,8 @@ class Applier:
         self._apply_inputs(self.absences.due(), result)
         for marker in work.markers:
             settled = switchover.settle_after(self.store, marker, now=self.clock())
+            if settled:
+                self.stats.committed(settled, {})
             for key, n in settled.items():
                 result.written[key] = result.written.get(key, 0) + n
         result.seconds = monotonic() - started
