@@ -51,7 +51,8 @@ def lens_engine(postgres: PostgresServer) -> Iterator[Engine]:
     engine.dispose()
 
 
-EXTRA_RUNS = [  # the exporter's in-flight rows beside the fixture's lens-er-0002
+# The exporter's in-flight rows beside the fixture's lens-er-0002.
+EXTRA_RUNS: list[dict[str, Any]] = [
     {  # its runner was gone before the snapshotter's first list
         "workload_uid": "lens-er-0003",
         "workload_name": "gpu-runners-abcde-runner-ddddd",
@@ -61,6 +62,12 @@ EXTRA_RUNS = [  # the exporter's in-flight rows beside the fixture's lens-er-000
         "workload_uid": "lens-er-0004",
         "workload_name": "gpu-runners-abcde-runner-eeeee",
         "created_at": "2026-12-31 00:00:00+00",
+    },
+    {  # of a runner set this daemon does not write (another cluster's)
+        "workload_uid": "lens-er-0005",
+        "workload_name": "cpu-runners-fghij-runner-fffff",
+        "created_at": "2026-05-01 09:40:00+00",
+        "runner_set_id": 99,
     },
 ]
 
@@ -75,9 +82,9 @@ def lens_database(engine: Engine, *, task_tables: bool) -> None:
                     " workload_namespace, github_run_id, status, workload_completed_at,"
                     " runner_set_id, runner_set_name, runner_set_namespace, created_at)"
                     " VALUES (0, :workload_uid, :workload_name, :ns, 0, 'workload_pending',"
-                    " '0001-01-01 00:00:00+00', 1, :pool, :ns, :created_at)"
+                    " '0001-01-01 00:00:00+00', :runner_set_id, :pool, :ns, :created_at)"
                 ),
-                {**run, "ns": NS, "pool": POOL},
+                {"runner_set_id": 1, **run, "ns": NS, "pool": POOL},
             )
     if task_tables:
         lens_schema.create_task_tables(engine)
@@ -125,6 +132,7 @@ def test_switch_over_settles_the_exporters_in_flight_rows(lens_engine: Engine) -
     assert first["lens-er-0003"]["status"] == "completed"  # gone: as Lens's StaleRunCleaner
     assert first["lens-er-0003"]["updated_at"] == NOW
     assert first["lens-er-0004"] == before["lens-er-0004"]  # newer than the list
+    assert first["lens-er-0005"] == before["lens-er-0005"]  # not this daemon's pool
     assert first["lens-er-0001"] == before["lens-er-0001"]  # final: never touched
 
     ended_at = clock.advance(60)
