@@ -17,6 +17,7 @@ from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store
+from snapshotter.diff.runner_kinds import RunnerKinds
 from snapshotter.errors import (
     KubeError,
     KubeUnavailable,
@@ -134,7 +135,10 @@ def _prepared_store(settings: Settings, engine: db_engine.Engine, stop: threadin
         cluster_name=settings.cluster_name,
         namespaces=settings.namespaces,
         timeout=max(5.0, 2 * timeout),
+        runner_kinds=RunnerKinds.from_pattern(settings.lens.worker_name_pattern),
+        collection_tasks=settings.lens.collection_tasks,
     )
+    store.check_lens_tables()
     declared = [DeclaredConfig(**c.model_dump()) for c in settings.workflow_configs]
     if declared:
         store.upsert_declared_configs(declared, now=utc_now())
@@ -226,6 +230,7 @@ def components(
         clock=utc_now,
         stats=stats,
         history_period=_history_period(settings),
+        runner_kinds=store.runner_kinds,
     )
     try:
         _load(applier)

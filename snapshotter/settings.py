@@ -218,6 +218,31 @@ class LoggingSettings(_Section):
     format: LogFormat = "text"
 
 
+def _regex(pattern: str | None) -> str | None:
+    if pattern is None:
+        return None
+    if not pattern:
+        raise ValueError("must be a regular expression, or null for none")
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression: {e}") from e
+    return pattern
+
+
+class LensSettings(_Section):
+    """How the rows are made actionable by Primus Lens itself (README, "Which Lens
+    consumes what")."""
+
+    worker_name_pattern: Annotated[str | None, AfterValidator(_regex)] = None
+    """A regular expression searched in a runner's name: matching runners are workers
+    (runner states, no run rows); the others are launchers. Null: all launchers."""
+    collection_tasks: bool = False
+    """Write final Lens's collection and completion-sync tasks (`workload_task_state`)
+    and run summaries with every run row. The daemon refuses to start when the database
+    lacks those tables."""
+
+
 class WorkflowConfigSettings(_Section):
     """A workflow collection config; upserted at start by (namespace, name, cluster)."""
 
@@ -254,6 +279,7 @@ class Settings(BaseSettings):
     leader_election: LeaderElectionSettings = LeaderElectionSettings()
     logging: LoggingSettings = LoggingSettings()
     workflow_configs: tuple[WorkflowConfigSettings, ...] = ()
+    lens: LensSettings = LensSettings()
 
     @model_validator(mode="after")
     def _unique_workflow_configs(self) -> "Settings":

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from snapshotter.db import fencing, reads, rejects
+from snapshotter.db import fencing, lens_tasks, reads, rejects, switchover
 from snapshotter.db.deadline import Deadline
 from snapshotter.db.errors import translated
 from snapshotter.db.live import LiveTable
@@ -28,11 +28,14 @@ from snapshotter.diff.changes import ChangeSet, Cursor, RejectedObject
 from snapshotter.diff.matching import WorkflowConfig
 from snapshotter.diff.observed import Input
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.diff.state import SyncState
 from snapshotter.errors import StoreError
 from snapshotter.model.records import RUNNER_SETS, RUNNERS
 
-__all__ = ["DeclaredConfig", "Reject", "Store", "WriteCounts"]
+__all__ = ["DeclaredConfig", "Reject", "Settled", "Store", "WriteCounts"]
+
+Settled = switchover.Settled
 
 T = TypeVar("T")
 LOOKUP_CHUNK = 1000
@@ -73,10 +76,14 @@ class Store:
         cluster_name: str,
         namespaces: Sequence[str] = (),
         timeout: float = 60.0,
+        runner_kinds: RunnerKinds = ALL_LAUNCHERS,
+        collection_tasks: bool = False,
     ) -> None:
         self.engine = engine
         self.cluster_name = cluster_name
         self.namespaces = tuple(namespaces)
+        self.runner_kinds = runner_kinds
+        self.collection_tasks = collection_tasks
         self.insert = _dialect_insert(engine.dialect.name)
         self._statements: Statements | None = None
         self._set_ids: dict[str, int] = {}
@@ -98,7 +105,12 @@ class Store:
                     return {t.name: LiveTable.reflect(conn, t) for t in WRITTEN}
 
             live = self._call("reading the shape of the tables", reflect)
-            self._statements = Statements(self.insert, live)
+            self._statements = Statements(
+                self.insert,
+                live,
+                runner_kinds=self.runner_kinds,
+                collection_tasks=self.collection_tasks,
+            )
         return self._statements
 
     def _live(self, name: str) -> LiveTable:
@@ -229,7 +241,53 @@ class Store:
         self.fence = self._call("taking the leadership", bump)
         return self.fence
 
+    def check_lens_tables(self) -> None:
+        """With `lens.collection_tasks`, the Lens tables it writes must exist: the
+        snapshotter does not create Lens's tables (StoreError naming the missing)."""
+        if not self.collection_tasks:
+            return
+
+        def look() -> list[str]:
+            with self.engine.connect() as conn:
+                return lens_tasks.missing(conn)
+
+        missing = self._call("looking for Lens's task tables", look)
+        if missing:
+            raise StoreError(
+                f"lens.collection_tasks is on but the database has no {', '.join(missing)}: "
+                "run Lens's own migrations first (patch033, patch056), or turn the option off"
+            )
+
     # -- writing -------------------------------------------------------------------
+
+    def settle_switchover(
+        self,
+        *,
+        listed_before: datetime,
+        namespaces: Sequence[str],
+        seen: frozenset[str],
+        now: datetime,
+    ) -> switchover.Settled:
+        """Settle the Go exporter's in-flight run rows after a complete list of runners
+        that showed `seen` (`switchover`); `namespaces` empty: the list covered all of
+        this daemon's."""
+        statements = self.statements
+
+        def transaction() -> switchover.Settled:
+            with self.engine.begin() as conn:
+                fencing.check(conn, self.cluster_name, self.fence)
+                return switchover.settle(
+                    conn,
+                    statements.insert,
+                    cluster_name=self.cluster_name,
+                    namespaces=namespaces or self.namespaces,
+                    listed_before=listed_before,
+                    seen=seen,
+                    now=now,
+                    collection_tasks=self.collection_tasks,
+                )
+
+        return self._call("settling the exporter's in-flight runs", transaction)
 
     def apply(self, changes: ChangeSet, cursors: Iterable[Cursor] = ()) -> WriteCounts:
         """Write a ChangeSet and its cursors in one transaction; nothing if both are empty."""

@@ -161,6 +161,8 @@ class RunnerState(Base):
     job_display_name: Mapped[str | None] = mapped_column(Text)
     # Lens's processor's link to the run row it derived; never written here
     workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Lens's runner kind (launcher | worker), as its runner-state table names it
+    runner_type: Mapped[str | None] = mapped_column(String(50))
     # Lens's names for the job's repository, completion and deletion times
     repository: Mapped[str | None] = mapped_column(String(500))
     completion_time: Mapped[datetime | None]

@@ -19,13 +19,14 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table, case, func, or_, select
 
-from snapshotter.db import names, rejects, tables
+from snapshotter.db import lens_tasks, names, rejects, tables
 from snapshotter.db.errors import classified
 from snapshotter.db.fitting import TableFitter
 from snapshotter.db.live import ZERO_TIME_BEFORE, LiveTable
 from snapshotter.db.reads import RUNNER_COLUMNS, RUNNER_SET_COLUMNS
 from snapshotter.diff.changes import HISTORY_REFUSED, ChangeSet, Cursor, RejectedObject, RowWrite
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow, WorkflowRunRow, column_names
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.errors import StoreRejected
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,11 @@ REJECTS: Table = tables.Reject.__table__  # type: ignore[assignment]
 WRITTEN = (RUNNER_SETS_TABLE, RUNNERS_TABLE, RUNS, HISTORY, CURSORS, REJECTS)
 # Lens's own runner-state columns, filled from the snapshotter's (README, "Using an
 # existing Primus Lens database").
-LENS_RUNNER_COLUMNS = ("repository", "completion_time", "deletion_time")
+LENS_RUNNER_COLUMNS = ("repository", "completion_time", "deletion_time", "runner_type")
+# What Lens's tasks need of an inserted run (lens_tasks.RunLink).
+RUN_LINK = tuple(
+    RUNS.c[c] for c in ("id", "runner_set_id", "config_id", "workload_name", "github_run_id")
+)
 # Columns the upsert never replaces once they hold a value (SPEC §4.4).
 RUNNER_FACTS = (
     "job_id",
@@ -94,9 +99,18 @@ class Statements:
     constructing an upsert (its `excluded` column collection) costs more than
     executing it."""
 
-    def __init__(self, insert: Any, live: dict[str, LiveTable]) -> None:
+    def __init__(
+        self,
+        insert: Any,
+        live: dict[str, LiveTable],
+        *,
+        runner_kinds: RunnerKinds = ALL_LAUNCHERS,
+        collection_tasks: bool = False,
+    ) -> None:
         self.insert = insert
         self.live = live
+        self.runner_kinds = runner_kinds
+        self.collection_tasks = collection_tasks  # Lens's tasks and summaries (lens_tasks)
         self.fitters = {n: TableFitter(t.table, zeros=t.zeros) for n, t in live.items()}
         self.runner_sets = self._runner_set_upsert()
         self.runners = self._runner_upsert(live[RUNNERS_TABLE.name])
@@ -104,7 +118,7 @@ class Statements:
             names.free_statement(RUNNERS_TABLE) if live[RUNNERS_TABLE.name].name_key else None
         )
         # Any unique key may already hold the run (ours, or Lens's): skip, never fail.
-        self.runs = insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+        self.runs = insert(RUNS).on_conflict_do_nothing().returning(*RUN_LINK)
         self.runs_keyed_by_runner = ("runner_set_id", "workload_uid") in live[RUNS.name].keys
         self.history = insert(HISTORY)
         self.rejects = insert(REJECTS)
@@ -211,26 +225,37 @@ class Transaction:
         self._count(RUNNERS_TABLE, [w.new for w in writes])
 
     def _runs_to_write(self, runs: tuple[WorkflowRunRow, ...]) -> list[WorkflowRunRow]:
-        """All of them; one per runner where the table is keyed by runner (Lens)."""
+        """All of them; one per runner where the table is keyed by runner (Lens), for
+        the config Lens picks: the newest, as its processor takes the first enabled
+        match of configs listed `ORDER BY id DESC` (Lens/modules/exporters/
+        github-runners-exporter/pkg/processor/runner_state_processor.go:277-284;
+        core/pkg/database/github_workflow_config_facade.go:128-132)."""
         if not self.statements.runs_keyed_by_runner:
             return list(runs)
-        seen: set[str] = set()
-        kept = []
+        kept: dict[str, WorkflowRunRow] = {}
         for run in runs:
-            if run.workload_uid not in seen:
-                seen.add(run.workload_uid)
-                kept.append(run)
-        return kept
+            held = kept.get(run.workload_uid)
+            if held is None or run.config_id > held.config_id:
+                kept[run.workload_uid] = run
+        return list(kept.values())
 
     def _runs(self, runs: list[WorkflowRunRow]) -> None:
         rows = []
         for run in runs:
             values = {c: getattr(run, c) for c in column_names(type(run))}
             values["runner_set_id"] = self._set_id(values.pop("runner_set_uid"))
+            # Lens's runner_type (patch061), set as its processor sets it from the
+            # runner state (runner_state_processor.go:305); workers have no run rows
+            values["runner_type"] = self.statements.runner_kinds.of(run.workload_name)
             rows.append(self._fit(RUNS, {**values, "created_at": self.now, "updated_at": self.now}))
-        if rows:  # rows already there (same config and runner) are skipped, not counted
-            result = self.conn.execute(self.statements.runs, rows)
-            self.counts.add(RUNS.name, "inserted", len(result.all()))
+        if not rows:
+            return
+        # rows already there (same config and runner) are skipped, not counted
+        inserted = [lens_tasks.RunLink(*r) for r in self.conn.execute(self.statements.runs, rows)]
+        self.counts.add(RUNS.name, "inserted", len(inserted))
+        if self.statements.collection_tasks and inserted:
+            tasks = lens_tasks.enqueue(self.conn, self.statements.insert, inserted, now=self.now)
+            self.counts.add(lens_tasks.TASKS_TABLE, "inserted", tasks)
 
     def _history(self, changes: ChangeSet) -> None:
         for h in changes.history:
@@ -296,6 +321,10 @@ class Transaction:
         values["repository"] = row.job_repository
         values["completion_time"] = row.completed_at
         values["deletion_time"] = row.deletion_timestamp
+        # Lens's runner_type (core/pkg/database/migrations/patch062-...sql:13), set from
+        # the name as its reconciler does (exporters/github-runners-exporter/pkg/
+        # reconciler/ephemeral_runner.go:133, 197), by `lens.worker_name_pattern`
+        values["runner_type"] = self.statements.runner_kinds.of(row.name)
         return {**values, "created_at": self.now, "updated_at": self.now}
 
     def _set_id(self, uid: str | None) -> int | None:

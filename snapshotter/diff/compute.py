@@ -28,6 +28,7 @@ from snapshotter.diff.rows import (
     Tally,
     WorkflowRunRow,
 )
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, WORKER, RunnerKinds
 from snapshotter.diff.state import MapDelta, StateDelta, SyncState, tally_of
 from snapshotter.model.records import (
     EPHEMERAL_RUNNER_SETS,
@@ -46,6 +47,7 @@ RUNNER_BOOKKEEPING = frozenset({"resource_version", "first_seen_at", "last_seen_
 class DiffContext:
     cluster_name: str
     configs: tuple[CompiledConfig, ...] = ()
+    runner_kinds: RunnerKinds = ALL_LAUNCHERS
 
 
 @dataclass(slots=True)
@@ -360,6 +362,8 @@ class _RunnerPass:
         self.deleted += row.is_deleted and not was_deleted
         if completion.runs_due(previous, row):
             self.finished.append(row)
+            if self.context.runner_kinds.of(row.name) == WORKER:
+                return  # a worker's job is its launcher's run (Lens makes no run row)
             self.runs.extend(
                 runs.run_rows(row, self.context.configs, cluster_name=self.context.cluster_name)
             )

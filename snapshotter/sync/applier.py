@@ -29,10 +29,12 @@ from snapshotter.diff.changes import (
 )
 from snapshotter.diff.observed import Input, Observed, Vanished
 from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.diff.state import MapDelta, StateDelta, SyncState, apply_delta
 from snapshotter.errors import StoreRejected
 from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecord
 from snapshotter.ops.stats import SyncStats
+from snapshotter.sync import switchover
 from snapshotter.sync.absences import Absences, WatchLiveness
 from snapshotter.sync.outstanding import Outstanding
 from snapshotter.sync.ports import Store, WriteResult
@@ -92,8 +94,10 @@ class Applier:
         stats: SyncStats | None = None,
         history_period: timedelta | None = None,
         on_commit: CommitHook | None = None,
+        runner_kinds: RunnerKinds = ALL_LAUNCHERS,
     ) -> None:
         self.store = store
+        self.runner_kinds = runner_kinds
         self.cluster_name = cluster_name
         self.clock = clock
         self.stats = stats or SyncStats()
@@ -173,6 +177,13 @@ class Applier:
             inputs += self.absences.absent(marker, arriving)
         self._apply_inputs(inputs, result)
         self._apply_inputs(self.absences.due(), result)
+        for marker in work.markers:
+            began = self.clock()
+            settled = switchover.settle_after(self.store, marker, now=began)
+            if settled:
+                self.stats.committed(settled, {}, began=began)
+            for key, n in settled.items():
+                result.written[key] = result.written.get(key, 0) + n
         result.seconds = monotonic() - started
         for marker in work.markers:
             marker.result = result
@@ -210,7 +221,7 @@ class Applier:
         changes = compute.compute_changes(
             self.state,
             inputs,
-            context=compute.DiffContext(self.cluster_name, self.configs),
+            context=compute.DiffContext(self.cluster_name, self.configs, self.runner_kinds),
             now=self.clock(),
         )
         changes = replace(changes, resolved=self.outstanding.resolved_by(inputs))

@@ -23,6 +23,17 @@ class Source(Protocol):
     def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]: ...
 
 
+class Settled(Protocol):
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def completed(self) -> int: ...
+
+    @property
+    def tasks(self) -> int: ...
+
+
 class WriteResult(Protocol):
     @property
     def rows(self) -> dict[str, int]: ...
@@ -57,3 +68,12 @@ class Store(Protocol):
     def reject(
         self, rejected: RejectedObject, *, payload: Sequence[Input], now: datetime
     ) -> None: ...
+
+    def settle_switchover(
+        self,
+        *,
+        listed_before: datetime,
+        namespaces: Sequence[str],
+        seen: frozenset[str],
+        now: datetime,
+    ) -> Settled: ...

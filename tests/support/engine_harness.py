@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from snapshotter.clock import Clock
 from snapshotter.db.store import Store
 from snapshotter.diff.observed import Observed
+from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.kube import resources
 from snapshotter.kube.resources import Resource
 from snapshotter.sync.applier import Applier, ApplyResult
@@ -56,11 +57,23 @@ class Harness:
         cap: int = 10_000,
         history_period: timedelta | None = None,
         retry_outages: bool = True,
+        runner_kinds: RunnerKinds = ALL_LAUNCHERS,
+        collection_tasks: bool = False,
     ) -> None:
         self.clock = clock
-        self.store = Store(engine, cluster_name=cluster_name, timeout=30)
+        self.store = Store(
+            engine,
+            cluster_name=cluster_name,
+            timeout=30,
+            runner_kinds=runner_kinds,
+            collection_tasks=collection_tasks,
+        )
         self.applier = Applier(
-            self.store, cluster_name=cluster_name, clock=clock, history_period=history_period
+            self.store,
+            cluster_name=cluster_name,
+            clock=clock,
+            history_period=history_period,
+            runner_kinds=runner_kinds,
         )
         self.queue = PendingQueue(cap=cap)
         self.report = ParseReport()

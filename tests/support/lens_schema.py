@@ -344,3 +344,59 @@ def schema(engine: Engine) -> dict[str, Any]:
             )
         ).all()
     return {"columns": [tuple(c) for c in columns], "indexes": [tuple(i) for i in indexes]}
+
+
+# Final Lens's task queue and run summaries (Lens/modules/core/pkg/database/migrations/
+# patch033-workload_task_state.sql; patch056-github_workflow_run_summaries.sql with
+# patch060 and patch061 applied), trimmed to the columns and keys the tests need.
+TASK_TABLES_DDL = """
+CREATE TABLE workload_task_state (
+    id BIGSERIAL PRIMARY KEY,
+    workload_uid VARCHAR(128) NOT NULL,
+    task_type VARCHAR(50) NOT NULL,
+    status VARCHAR(50) NOT NULL DEFAULT 'pending',
+    lock_owner VARCHAR(128),
+    lock_acquired_at TIMESTAMPTZ,
+    lock_expires_at TIMESTAMPTZ,
+    lock_version BIGINT NOT NULL DEFAULT 0,
+    ext JSONB DEFAULT '{}'::jsonb,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    CONSTRAINT uq_workload_task UNIQUE (workload_uid, task_type)
+);
+CREATE TABLE github_workflow_run_summaries (
+    id BIGSERIAL PRIMARY KEY,
+    github_run_id BIGINT DEFAULT 0,
+    github_run_number INT NOT NULL,
+    github_run_attempt INT DEFAULT 1,
+    owner VARCHAR(255) NOT NULL,
+    repo VARCHAR(255) NOT NULL,
+    workflow_name VARCHAR(500),
+    head_sha VARCHAR(64),
+    head_branch VARCHAR(255),
+    status VARCHAR(50),
+    conclusion VARCHAR(50),
+    total_jobs INT DEFAULT 0,
+    progress_percent INT DEFAULT 0,
+    collection_status VARCHAR(50),
+    primary_runner_set_id BIGINT,
+    config_id BIGINT,
+    graph_fetched BOOLEAN DEFAULT FALSE,
+    code_analysis_triggered BOOLEAN DEFAULT FALSE,
+    created_at TIMESTAMP DEFAULT NOW(),
+    updated_at TIMESTAMP DEFAULT NOW(),
+    display_title TEXT,
+    is_placeholder BOOLEAN DEFAULT false,
+    active_launchers INT DEFAULT 0,
+    active_workers INT DEFAULT 0,
+    error_count INT DEFAULT 0
+);
+CREATE UNIQUE INDEX uq_run_summaries_run_attempt
+    ON github_workflow_run_summaries(github_run_id, github_run_attempt);
+"""
+
+
+def create_task_tables(engine: Engine) -> None:
+    """Final Lens's `workload_task_state` and `github_workflow_run_summaries`, empty."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(TASK_TABLES_DDL)
