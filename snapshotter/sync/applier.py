@@ -14,7 +14,7 @@ next observation, or by a retry. Every call comes from the writer thread.
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from snapshotter.model.records import RUNNER_SETS, RUNNERS, EphemeralRunnerRecor
 from snapshotter.ops.stats import SyncStats
 from snapshotter.sync import switchover
 from snapshotter.sync.absences import Absences, WatchLiveness
+from snapshotter.sync.bookkeeping import ApplyResult, PendingCursors, stream_name
 from snapshotter.sync.outstanding import Outstanding
 from snapshotter.sync.ports import Store, WriteResult
 from snapshotter.sync.queue import Work
@@ -45,43 +46,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Applier", "ApplyResult", "WatchLiveness", "stream_name"]
 
 CommitHook = Callable[[Sequence[EphemeralRunnerRecord], SyncState], None]
-CURSOR_SECONDS = 5.0  # watch progress reaches the cursor table at most this often
-
-
-def stream_name(resource: str, namespace: str | None) -> str:
-    """The cursor (and log) name of one list/watch scope."""
-    return resource if namespace is None else f"{resource}/{namespace}"
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    """What transactions did, for logs, metrics and the `--once` summary."""
-
-    written: dict[str, int] = field(default_factory=dict)
-    summary: dict[str, int] = field(default_factory=dict)
-    fitted: int = 0
-    rejected: int = 0
-    seconds: float = 0.0
-
-    def add(self, changes: ChangeSet, written: dict[str, int], fitted: int) -> None:
-        for key, n in written.items():
-            self.written[key] = self.written.get(key, 0) + n
-        for key, n in changes.summary().items():
-            self.summary[key] = self.summary.get(key, 0) + n
-        self.fitted += fitted
-
-    def merge(self, other: "ApplyResult") -> None:
-        for key, n in other.written.items():
-            self.written[key] = self.written.get(key, 0) + n
-        for key, n in other.summary.items():
-            self.summary[key] = self.summary.get(key, 0) + n
-        self.fitted += other.fitted
-        self.rejected += other.rejected
-        self.seconds += other.seconds
-
-    @property
-    def rows_written(self) -> int:
-        return sum(n for k, n in self.written.items() if not k.startswith("snapshotter_"))
 
 
 class Applier:
@@ -108,7 +72,7 @@ class Applier:
         self.absences = Absences(self._live, lambda: self.state.seqs)
         self.outstanding = Outstanding()
         self._config_errors: set[str] = set()
-        self._cursors = _PendingCursors()
+        self._cursors = PendingCursors()
         self._noted_opaque = False
 
     @property
@@ -422,30 +386,3 @@ def _without_refused_history(delta: StateDelta, written: WriteResult) -> StateDe
         return delta
     histories = {uid: c for uid, c in delta.histories.items() if uid not in refused}
     return replace(delta, histories=histories)
-
-
-class _PendingCursors:
-    """List and watch positions waiting for a transaction that writes rows: a
-    complete list's at once, watch progress at most every CURSOR_SECONDS."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, Cursor] = {}
-        self._written_at = monotonic()
-
-    def note(self, cursor: Cursor) -> None:
-        previous = self._pending.get(cursor.resource)
-        full = cursor.full_resync or (previous is not None and previous.full_resync)
-        self._pending[cursor.resource] = Cursor(cursor.resource, cursor.resource_version, full)
-
-    def due(self) -> list[Cursor]:
-        cursors = list(self._pending.values())
-        if any(c.full_resync for c in cursors):
-            return cursors
-        return cursors if monotonic() - self._written_at >= CURSOR_SECONDS else []
-
-    def written(self, cursors: Sequence[Cursor]) -> None:
-        if cursors:
-            for cursor in cursors:
-                if self._pending.get(cursor.resource) == cursor:
-                    del self._pending[cursor.resource]
-            self._written_at = monotonic()
