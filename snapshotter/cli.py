@@ -27,6 +27,7 @@ from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.rejects import Reject
+from snapshotter.db.store import Store
 from snapshotter.errors import ConfigError, ExitCode, KubeError, StartupError, StoreError
 from snapshotter.settings import (
     CONFIG_PATH_VARIABLE,
@@ -231,8 +232,18 @@ def _db(action: str, settings: Settings, *, plan_only: bool = False) -> int:
 
 
 def _rejects(action: str, settings: Settings) -> int:
-    store = daemon.open_store(settings, threading.Event())
+    """Reads (or flags) the rejects table as it is: never migrates the schema or
+    writes the declared configs, as starting the daemon would."""
+    timeout = settings.database.timeout_seconds
+    engine = db_engine.make_engine(settings.database.effective_url(), timeout_seconds=timeout)
     try:
+        revision = migrate.current_revision(engine)
+        if revision != migrate.head_revision():
+            raise StartupError(
+                f"database schema is at {revision or 'nothing'}, not "
+                f"{migrate.head_revision()}: run `snapshotter db upgrade` first"
+            )
+        store = Store(engine, cluster_name=settings.cluster_name, timeout=max(5.0, 2 * timeout))
         if action == "retry":
             output = f"retry requested for {store.request_retry(now=utc_now())} rejected objects"
         else:
@@ -240,7 +251,7 @@ def _rejects(action: str, settings: Settings) -> int:
     except StoreError as e:
         raise StartupError(str(e)) from e
     finally:
-        store.close()
+        engine.dispose()
     print(output)  # noqa: T201
     return ExitCode.OK
 

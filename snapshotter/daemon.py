@@ -381,9 +381,12 @@ class _Daemon:
     def _may_lead(self) -> str | None:
         """Why this replica must not lead now: the database is out of its reach."""
         limit = self.settings.leader_election.release_when_database_lost_seconds
-        lost = self.parts.writer.unreachable_for()
+        writer = self.parts.writer
+        lost, stalled = writer.unreachable_for(), writer.stalled_for()
         if limit and lost >= limit:
             return f"the database is out of reach for {lost:.0f}s"
+        if limit and stalled >= limit:
+            return f"no commit for {stalled:.0f}s with work pending"
         return None
 
     def _started_leading(self) -> None:
@@ -400,6 +403,14 @@ class _Daemon:
         log.info("leading epoch=%d identity=%s", epoch, election.identity)
 
     def _stopped_leading(self) -> None:
+        cut_off = self._may_lead()
+        if cut_off is not None:
+            # Stepped down because nothing could be written: maybe no replica can.
+            # What it holds is kept whole (a standby's trimming would drop jobs
+            # nobody recorded), and runners stay held by the finalizer.
+            log.warning("keeping every pending observation as a standby reason=%s", cut_off)
+            self.parts.writer.follow(keep=None)
+            return
         self.parts.writer.follow(keep=self._standby_memory())
         keeper = self.parts.keeper
         if keeper is not None and not self._stopping:

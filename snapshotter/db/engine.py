@@ -90,7 +90,7 @@ def make_engine(
             connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
         parsed,
@@ -111,13 +111,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
     # pysqlite would begin a transaction only at the first INSERT or UPDATE, so the
-    # leader fence read before it would run outside the write transaction; the
-    # transaction is begun by `_sqlite_begin_immediate` instead.
+    # leader fence's read would run outside the write transaction; `_sqlite_begin`
+    # begins it instead, before the first statement.
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # BEGIN IMMEDIATE takes the write lock at once: what a transaction reads (the
-    # fence's epoch) cannot change before it commits (SQLAlchemy's documented recipe
-    # for pysqlite's transaction handling).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn: Any) -> None:
+    # A deferred BEGIN: the fence's read and the writes share one snapshot, and in
+    # WAL mode a transaction whose snapshot another writer has changed cannot write
+    # any more (SQLITE_BUSY_SNAPSHOT): what the fence read holds until the commit.
+    # Readers do not take the write lock (BEGIN IMMEDIATE would block the daemon
+    # behind any reader). SQLAlchemy's documented recipe for pysqlite.
+    conn.exec_driver_sql("BEGIN")

@@ -60,6 +60,10 @@ def _one_at_a_time(engine: Engine) -> Iterator[Connection]:
         if engine.dialect.name != "postgresql":
             yield conn
             return
+        # A replica waits as long as another's migration takes: no statement or lock
+        # timeout for this session (reset to the connection's own on the way out).
+        conn.execute(text("SET statement_timeout = 0"))
+        conn.execute(text("SET lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         conn.commit()
         try:
@@ -67,6 +71,8 @@ def _one_at_a_time(engine: Engine) -> Iterator[Connection]:
         finally:
             conn.rollback()  # a failed migration leaves its transaction open
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            conn.execute(text("RESET statement_timeout"))
+            conn.execute(text("RESET lock_timeout"))
             conn.commit()
 
 

@@ -210,7 +210,6 @@ class Watcher(threading.Thread):
         if self._stop_requested.is_set():
             self._stream.abort()
         self.liveness.set(self.name_, True)
-        self._failing_since = None  # the server answered: a new failure starts a new run
         started, seen = monotonic(), 0
         try:
             for event in self._stream:
@@ -219,6 +218,9 @@ class Watcher(threading.Thread):
                 self._resume = self._handle(event) or self._resume
                 if seen == 1 or monotonic() - started > self.tuning.healthy_after_seconds:
                     self._backoff.reset()
+                    # the server delivered: a later failure starts a new run of them
+                    # (a watch accepted and dropped at once does not)
+                    self._failing_since = None
         finally:
             self._stream = None
         if seen == 0 and monotonic() - started < 1:

@@ -63,6 +63,7 @@ class Writer:
         self.failed: StoreUnavailable | None = None  # `--once` gave up on this
         self.database_available = True
         self.last_success = monotonic()  # last round trip that worked
+        self.last_commit = monotonic()  # last work committed (or leadership taken)
         self.last_activity = monotonic()  # for the liveness probe
         self._next_probe = 0.0
         self._next_flush = 0.0
@@ -83,8 +84,9 @@ class Writer:
 
     # -- leadership ----------------------------------------------------------------
 
-    def follow(self, *, keep: timedelta) -> None:
-        """Stop writing (a standby); keep observations of the last `keep` only."""
+    def follow(self, *, keep: timedelta | None) -> None:
+        """Stop writing (a standby); keep observations of the last `keep` only
+        (None: all of them, for a leader that stepped down while nobody could write)."""
         with self._lock:
             self._leading, self._takeover, self._keep = False, None, keep
         self.applier.stats.leading(False)
@@ -112,6 +114,7 @@ class Writer:
             then = None
             if self._takeover is takeover:
                 self._leading, self._takeover, self._keep = True, None, None
+                self.last_commit = monotonic()
                 then, self._then = self._then, None
         self.applier.stats.leading(self._leading)
         if then is not None:
@@ -206,6 +209,14 @@ class Writer:
         """Seconds since the database last answered (0 while it does)."""
         return 0.0 if self.database_available else monotonic() - self.last_success
 
+    def stalled_for(self) -> float:
+        """Seconds this leader has held work without committing any (0 when nothing is
+        pending): a database that answers probes but refuses every commit (a
+        read-only node after a failover, locks) is as good as away."""
+        if not self._leading or not len(self.queue):
+            return 0.0
+        return monotonic() - self.last_commit
+
     def _trim(self) -> None:
         keep = self._keep
         if keep is None or monotonic() < self._next_trim:
@@ -253,7 +264,7 @@ class Writer:
             return False
         self._crash_backoff.reset()
         self.totals.merge(result)
-        self.last_success = monotonic()
+        self.last_success = self.last_commit = monotonic()
         for marker in work.markers:
             marker.finish(marker.result)
         return True

@@ -353,21 +353,26 @@ def test_timestamps_come_from_the_clock_frozen(sqlite_engine: Engine) -> None:
     assert runner["first_seen_at"] == runner["job_assigned_at"] == frozen
 
 
-def test_sqlite_transactions_take_the_write_lock_before_the_fence_reads(
-    tmp_path: Path,
-) -> None:
-    """The leader fence reads the epoch, then writes: on SQLite that read must already
-    be inside the write transaction, or another process could change the epoch
-    between the check and the commit."""
+def test_sqlite_fence_read_and_writes_share_one_transaction(tmp_path: Path) -> None:
+    """The leader fence reads the epoch, then writes: on SQLite that read must be
+    inside the write transaction, so that a new leader's epoch committed in between
+    makes the old leader's writes fail instead of landing after the takeover."""
     url = f"sqlite:///{tmp_path / 'fence.db'}"
-    first, second = db_engine.make_engine(url), db_engine.make_engine(url)
+    old_leader, new_leader = db_engine.make_engine(url), db_engine.make_engine(url)
     try:
-        with first.begin() as conn:
+        with old_leader.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE epoch (n INTEGER)")
-        with first.begin() as checking:
-            checking.exec_driver_sql("SELECT n FROM epoch").all()  # the fence's read
-            with pytest.raises(OperationalError, match="locked"), second.begin() as other:
-                other.exec_driver_sql("INSERT INTO epoch VALUES (2)")
+            conn.exec_driver_sql("INSERT INTO epoch VALUES (1)")
+        with old_leader.connect() as fenced:
+            fenced.begin()
+            assert fenced.exec_driver_sql("SELECT n FROM epoch").scalar() == 1  # the check
+            with new_leader.begin() as takeover:  # readers do not block a writer
+                takeover.exec_driver_sql("UPDATE epoch SET n = 2")
+            with pytest.raises(OperationalError, match="locked"):
+                fenced.exec_driver_sql("INSERT INTO epoch VALUES (99)")  # the stale write
+            fenced.rollback()
+        with new_leader.connect() as conn:
+            assert [r[0] for r in conn.exec_driver_sql("SELECT n FROM epoch")] == [2]
     finally:
-        first.dispose()
-        second.dispose()
+        old_leader.dispose()
+        new_leader.dispose()
