@@ -591,7 +591,8 @@ class Interleavings(RuleBasedStateMachine):
         # ARC may report the job on a runner already being deleted (a job that ended
         # within a second): rare by chance, so preferred when there is one
         deleting = [u for u in idle if self.cluster.deleting(u)]
-        if deleting and data.draw(st.booleans()):
+        prefer: bool = bool(deleting) and data.draw(st.booleans())
+        if prefer:
             idle = deleting
         self.cluster.start_job(data.draw(st.sampled_from(idle)))
         return True
