@@ -96,13 +96,16 @@ class RetentionWorker:
         clock: Clock,
         leading: Callable[[], bool],
         stats: SyncStats,
+        check_seconds: float = LEADERSHIP_CHECK_SECONDS,
     ) -> None:
+        """`leading` is asked every `check_seconds` and before every batch."""
         self.purger = purger
         self.policy = policy
         self.clock = clock
         self.leading = leading
         self.stats = stats
         self.passes = 0
+        self.check_seconds = check_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
 
@@ -127,7 +130,7 @@ class RetentionWorker:
                 self._pass()
                 due = monotonic() + self.policy.period_seconds
             was_leading = leading
-            self._stop.wait(LEADERSHIP_CHECK_SECONDS)
+            self._stop.wait(self.check_seconds)
 
     def _pass(self) -> None:
         started = monotonic()
