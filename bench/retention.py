@@ -264,7 +264,8 @@ def retention_run(pg: PostgresServer, args: argparse.Namespace) -> dict[str, Any
     load = threading.Thread(target=run_load, args=(sim, args.rate, done))
     load.start()
     pass_start = monotonic()
-    deleted: Counter[str] = run_pass(purger, policy, clock=utc_now, stats=parts.stats)
+    quiet = (lambda: parts.writer.idle) if args.yield_to_writer else (lambda: True)
+    deleted: Counter[str] = run_pass(purger, policy, clock=utc_now, stats=parts.stats, quiet=quiet)
     pass_end = monotonic()
     done.set()
     load.join()
@@ -302,6 +303,12 @@ def main() -> int:
     parser.add_argument("--growth-seconds", type=float, default=120.0)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between batches")
+    parser.add_argument(
+        "--no-yield",
+        dest="yield_to_writer",
+        action="store_false",
+        help="start batches without waiting for the writer to be idle",
+    )
     parser.add_argument("--skip", choices=("growth", "retention"), help="leave one part out")
     args = parser.parse_args()
     pg_bindir = find_bindir()

@@ -361,6 +361,7 @@ class _Daemon:
             clock=utc_now,
             leading=lambda: self.parts.writer.leading,
             stats=self.parts.stats,
+            quiet=lambda: self.parts.writer.idle,
         )
 
     def _elector(self) -> Elector:

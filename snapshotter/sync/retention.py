@@ -24,6 +24,8 @@ from snapshotter.ops.stats import SyncStats
 log = logging.getLogger(__name__)
 
 LEADERSHIP_CHECK_SECONDS = 5.0  # how soon a new leader starts its first pass
+QUIET_WAIT_SECONDS = 0.5  # longest wait for a moment when the writer is idle
+QUIET_POLL_SECONDS = 0.002
 
 
 class Batch(Protocol):
@@ -58,10 +60,12 @@ def run_pass(
     *,
     clock: Clock,
     may_delete: Callable[[], bool] = lambda: True,
+    quiet: Callable[[], bool] = lambda: True,
     stop: threading.Event | None = None,
     stats: SyncStats | None = None,
 ) -> Counter[str]:
-    """One pass over every table; rows deleted by table. Stops early (without error)
+    """One pass over every table; rows deleted by table. Each batch waits (a little)
+    for a moment when `quiet()` (the writer is idle). Stops early (without error)
     when `may_delete` turns false or `stop` is set; raises StoreFenced and
     StoreUnavailable from the database."""
     stop = stop or threading.Event()
@@ -69,6 +73,7 @@ def run_pass(
     deleted: Counter[str] = Counter()
     for table, age in policy.ages.items():
         while may_delete() and not stop.is_set():
+            _wait_for_quiet(quiet, stop)
             batch = purger.delete_batch(table, older_than=now - age, limit=policy.batch_size)
             deleted[table] += batch.rows
             _report(table, batch, stats)
@@ -76,6 +81,14 @@ def run_pass(
                 break
             stop.wait(policy.pause_seconds)
     return deleted
+
+
+def _wait_for_quiet(quiet: Callable[[], bool], stop: threading.Event) -> None:
+    """Start a batch between two of the writer's transactions where possible; never
+    wait long, so that a busy writer cannot starve retention."""
+    deadline = monotonic() + QUIET_WAIT_SECONDS
+    while not quiet() and monotonic() < deadline and not stop.wait(QUIET_POLL_SECONDS):
+        pass
 
 
 def _report(table: str, batch: Batch, stats: SyncStats | None) -> None:
@@ -96,6 +109,7 @@ class RetentionWorker:
         clock: Clock,
         leading: Callable[[], bool],
         stats: SyncStats,
+        quiet: Callable[[], bool] = lambda: True,
         check_seconds: float = LEADERSHIP_CHECK_SECONDS,
     ) -> None:
         """`leading` is asked every `check_seconds` and before every batch."""
@@ -104,6 +118,7 @@ class RetentionWorker:
         self.clock = clock
         self.leading = leading
         self.stats = stats
+        self.quiet = quiet
         self.passes = 0
         self.check_seconds = check_seconds
         self._stop = threading.Event()
@@ -140,6 +155,7 @@ class RetentionWorker:
                 self.policy,
                 clock=self.clock,
                 may_delete=self.leading,
+                quiet=self.quiet,
                 stop=self._stop,
                 stats=self.stats,
             )

@@ -13,7 +13,7 @@ from snapshotter.db import retention
 from snapshotter.errors import ConfigError, ExitCode, StoreFenced
 from snapshotter.ops.stats import SyncStats
 from snapshotter.settings import Settings, load_settings
-from snapshotter.sync.retention import Policy, RetentionWorker
+from snapshotter.sync.retention import Policy, RetentionWorker, run_pass
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 HISTORY, REJECTS, RUNNERS = retention.TABLES
@@ -81,7 +81,8 @@ def test_retention_without_once_is_a_usage_error(capsys: pytest.CaptureFixture[s
 class FakePurger:
     """Every table always has one old row left; counts the batches."""
 
-    def __init__(self, *, fenced: bool = False) -> None:
+    def __init__(self, *, fenced: bool = False, batches: int | None = None) -> None:
+        self.left = batches  # then nothing old is left
         self.batches: list[str] = []
         self.fenced = fenced
         self.closed = False
@@ -91,6 +92,8 @@ class FakePurger:
         if self.fenced:
             raise StoreFenced("another replica leads")
         self.batches.append(table)
+        if self.left is not None and len(self.batches) > self.left:
+            return retention.Deleted(table, 0)
         return retention.Deleted(table, 1)
 
     def close(self) -> None:
@@ -139,3 +142,17 @@ def test_a_fenced_pass_ends_quietly_and_the_thread_lives_on() -> None:
         thread.stop()
     assert thread.passes == 0
     assert "retention-crash" not in thread.stats.errors  # an expected end, not a bug
+
+
+def test_each_batch_first_looks_for_a_moment_when_the_writer_is_idle() -> None:
+    purger, asked = FakePurger(batches=3), []
+    policy = Policy(ages={HISTORY: timedelta(days=1)}, batch_size=1, pause_seconds=0)
+
+    def quiet() -> bool:
+        asked.append(len(purger.batches))
+        return True
+
+    run_pass(purger, policy, clock=lambda: NOW, quiet=quiet)
+
+    assert asked == [0, 1, 2, 3]  # before every batch (the last one finds nothing)
+    assert purger.batches == [HISTORY] * 4
