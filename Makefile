@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale
+.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale bench-retention seeded-bugs test-deep
 
 test:
 	hack/test.sh $(ARGS)
@@ -46,3 +46,9 @@ seeded-bugs:
 test-deep:
 	hack/setup.sh
 	INTERLEAVING_EXAMPLES=3000 .venv/bin/pytest -q -s tests/integration/test_interleavings.py
+
+# Retention's deletion rate and its cost to the writer on a 10-million-row history,
+# and the rows and bytes each table gains per day (docs/benchmarks.md).
+bench-retention:
+	hack/setup.sh
+	.venv/bin/python bench/retention.py --rows 10000000

@@ -1,6 +1,7 @@
 """Command line: argv -> Settings -> daemon; exceptions -> exit codes.
 
     snapshotter [--config FILE] [--once]     run the daemon, or one reconciliation
+    snapshotter --once --retention           ... then delete rows past their retention
     snapshotter db upgrade                   create or upgrade the schema
     snapshotter db upgrade --sql             print what the upgrade would run, change nothing
     snapshotter db current                   print the schema revision
@@ -118,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run one full reconciliation, print what changed and exit",
     )
     parser.add_argument(
+        "--retention",
+        action="store_true",
+        help="with --once: then delete the rows older than the retention section allows "
+        "(the daemon does it by itself)",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
@@ -164,6 +171,8 @@ def _usage_error(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.retention and not args.once:
+        return _usage_error("--retention goes with --once (the daemon applies retention itself)")
     try:
         settings = load_settings(args.config)
         db_engine.database_url(settings.database.effective_url())  # its syntax, at once
@@ -201,7 +210,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _rejects(args.action, settings)
     log.info("effective config %s", settings.model_dump_json())
     if args.once:
-        return _once(settings)
+        return _once(settings, with_retention=args.retention)
     return _run_daemon(settings)
 
 
@@ -270,9 +279,9 @@ def format_rejects(rejects: Sequence[Reject]) -> str:
     return "\n".join(lines)
 
 
-def _once(settings: Settings) -> int:
+def _once(settings: Settings, *, with_retention: bool) -> int:
     try:
-        result = daemon.reconcile_once(settings)
+        result = daemon.reconcile_once(settings, with_retention=with_retention)
     except (KubeError, StoreError, QueueFull) as e:
         log.error("reconciliation failed: %s", e)
         return ExitCode.ONCE_FAILED
@@ -308,6 +317,8 @@ def format_summary(result: daemon.OnceResult, *, cluster_name: str) -> str:
     )
     if not applied.rows_written:
         lines.append("  nothing changed")
+    for table, n in sorted(result.deleted.items()):
+        lines.append(f"  retention: {n} rows deleted from {table}")
     return "\n".join(lines)
 
 

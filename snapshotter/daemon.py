@@ -7,15 +7,16 @@ has been committed. Start-up failures raise StartupError.
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
 from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
-from snapshotter.db import migrate
+from snapshotter.db import migrate, retention
 from snapshotter.db.store import DeclaredConfig, Store
 from snapshotter.diff.runner_kinds import RunnerKinds
 from snapshotter.errors import (
@@ -43,6 +44,7 @@ from snapshotter.sync.finalizers import FinalizerKeeper, release_all
 from snapshotter.sync.intake import Intake
 from snapshotter.sync.observations import ParseReport
 from snapshotter.sync.queue import PendingQueue
+from snapshotter.sync.retention import Policy, RetentionWorker, run_pass
 from snapshotter.sync.watcher import Watcher, WatchTuning
 from snapshotter.sync.writer import Writer
 
@@ -71,6 +73,7 @@ class OnceResult:
     poll: PollResult
     applied: ApplyResult
     skipped: int
+    deleted: Counter[str] = field(default_factory=Counter)  # by retention (--retention)
 
 
 def _retrying(
@@ -177,6 +180,33 @@ def _history_period(settings: Settings) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def retention_policy(settings: Settings) -> Policy:
+    """The `retention` section as plain values: each table's age limit (SPEC §4.9)."""
+    config = settings.retention
+    days = {
+        retention.HISTORY.name: config.history_days,
+        retention.REJECTS.name: config.rejects_days,
+        retention.RUNNERS.name: config.runner_states_days,
+    }
+    return Policy(
+        ages={table: timedelta(days=n) for table, n in days.items() if n is not None},
+        batch_size=config.batch_size,
+        pause_seconds=config.pause_seconds,
+        period_seconds=config.period_seconds,
+    )
+
+
+def purger(store: Store, settings: Settings) -> retention.Purger:
+    """Deletes through the store's engine, fenced by the store's leader epoch."""
+    return retention.Purger(
+        store.engine,
+        cluster_name=settings.cluster_name,
+        namespaces=settings.namespaces,
+        timeout=store.timeout,
+        fence=lambda: store.fence,
+    )
+
+
 def claim_cluster(store: Store, kube: KubeClient, settings: Settings) -> None:
     """Refuse to write a cluster_name another cluster (by its identity) writes."""
     try:
@@ -254,8 +284,9 @@ def components(
         store.close()
 
 
-def reconcile_once(settings: Settings) -> OnceResult:
-    """One full reconciliation (`--once`). Raises KubeError/StoreError if it fails."""
+def reconcile_once(settings: Settings, *, with_retention: bool = False) -> OnceResult:
+    """One full reconciliation (`--once`), then a retention pass if asked. Raises
+    KubeError/StoreError if it fails."""
     with components(settings, threading.Event(), retry_outages=False) as parts:
         try:
             poll = poll_once(
@@ -268,7 +299,15 @@ def reconcile_once(settings: Settings) -> OnceResult:
             parts.writer.close()
         if parts.writer.totals.rejected:
             log.warning("objects rejected rejected=%d", parts.writer.totals.rejected)
-        return OnceResult(poll, parts.writer.totals, parts.report.skipped)
+        deleted: Counter[str] = Counter()
+        if with_retention:
+            deleting = purger(parts.store, settings)
+            try:
+                policy = retention_policy(settings)
+                deleted = run_pass(deleting, policy, clock=utc_now, stats=parts.stats)
+            finally:
+                deleting.close()
+        return OnceResult(poll, parts.writer.totals, parts.report.skipped, deleted)
 
 
 def remove_finalizers(settings: Settings) -> int:
@@ -318,6 +357,17 @@ class _Daemon:
             ),
         )
         self.endpoints = self._endpoints()
+        self.retention = self._retention() if settings.retention.enabled else None
+
+    def _retention(self) -> RetentionWorker:
+        return RetentionWorker(
+            purger(self.parts.store, self.settings),
+            retention_policy(self.settings),
+            clock=utc_now,
+            leading=lambda: self.parts.writer.leading,
+            stats=self.parts.stats,
+            quiet=lambda: self.parts.writer.idle,
+        )
 
     def _elector(self) -> Elector:
         election = self.settings.leader_election
@@ -507,6 +557,8 @@ class _Daemon:
                 return False
             self._start_watchers(initial.versions)
             self.schedule.start()
+        if self.retention is not None:
+            self.retention.start()  # its passes run while this replica leads
         self.health.started = True
         log.info(
             "daemon started interval_s=%s watches=%s finalizer_capture=%s leader_election=%s",
@@ -529,6 +581,8 @@ class _Daemon:
         finalizer mode, release every runner."""
         log.info("stopping: committing pending observations")
         self._stopping = True
+        if self.retention is not None:
+            self.retention.stop()
         for watcher in self.watchers:
             watcher.stop()
         for watcher in self.watchers:

@@ -121,6 +121,25 @@ class WriterSettings(_Section):
     null: the poll interval."""
 
 
+class RetentionSettings(_Section):
+    """How long rows are kept (SPEC §4.9); null keeps a table's rows forever."""
+
+    enabled: bool = True
+    """Delete old rows: by the leader only, at start and then every `period_seconds`."""
+    history_days: Count | None = Field(default=90, ge=1, le=36_500)
+    """`github_runner_set_history` rows older than this many days."""
+    rejects_days: Count | None = Field(default=30, ge=1, le=36_500)
+    """`snapshotter_rejects` rows older than this many days (each one is logged)."""
+    runner_states_days: Count | None = Field(default=None, ge=1, le=36_500)
+    """Deleted runners not updated for this many days, whose run row is written or
+    that had no job; null (the default): kept, Lens's processor reads them."""
+    period_seconds: Number = Field(default=3600, ge=60, le=7 * 86_400)
+    batch_size: Count = Field(default=1000, ge=10, le=100_000)
+    """Rows per delete, each its own short transaction."""
+    pause_seconds: Number = Field(default=0.1, ge=0, le=60)
+    """Pause between two deletes, so that the writer is never kept waiting."""
+
+
 class FinalizerCaptureSettings(_Section):
     enabled: bool = False
     """Hold finished runners with a finalizer until their final state is stored.
@@ -275,6 +294,7 @@ class Settings(BaseSettings):
     watch: WatchSettings = WatchSettings()
     writer: WriterSettings = WriterSettings()
     finalizer_capture: FinalizerCaptureSettings = FinalizerCaptureSettings()
+    retention: RetentionSettings = RetentionSettings()
     metrics: MetricsSettings = MetricsSettings()
     leader_election: LeaderElectionSettings = LeaderElectionSettings()
     logging: LoggingSettings = LoggingSettings()

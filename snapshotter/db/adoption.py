@@ -145,6 +145,16 @@ def add_columns(table: str, columns: Iterable[sa.Column[Any]]) -> None:
             _record(table, COLUMN, column.name)
 
 
+def add_index(index: IndexSpec) -> None:
+    """Create an index the table lacks (by name); recorded when the table is adopted,
+    so that a downgrade drops it and never one of Lens's."""
+    if index.name in {i["name"] for i in _inspector().get_indexes(index.table)}:
+        return
+    index.create()
+    if is_adopted(index.table):
+        _record(index.table, INDEX, index.name)
+
+
 def _has_unique(table: str, columns: Sequence[str]) -> bool:
     return tuple(columns) in unique_keys(op.get_bind(), table)
 
@@ -188,6 +198,21 @@ def drop_added_columns(table: str, names: Iterable[str]) -> None:
         for name in names:
             if name in present:
                 batch.drop_column(name)
+
+
+def drop_added_index(table: str, name: str) -> None:
+    """Drop an index the snapshotter created (on an adopted table: only if recorded)."""
+    if not table_exists(table):
+        return
+    if is_adopted(table):
+        if name not in _recorded(table, INDEX):
+            return
+        op.get_bind().execute(
+            sa.text(f"DELETE FROM {ADDITIONS} WHERE table_name = :t AND kind = :k AND name = :n"),
+            {"t": table, "k": INDEX, "n": name},
+        )
+    if name in {i["name"] for i in _inspector().get_indexes(table)}:
+        op.drop_index(name, table_name=table)
 
 
 def drop_additions_table() -> None:

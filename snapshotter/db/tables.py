@@ -137,6 +137,13 @@ class RunnerState(Base):
             postgresql_where=text("NOT is_deleted"),
             sqlite_where=text("NOT is_deleted"),
         ),
+        Index(  # retention (db/retention.py): deleted runners, oldest first
+            "idx_github_ephemeral_runner_states_retention",
+            "is_deleted",
+            "updated_at",
+            postgresql_where=text("is_deleted"),
+            sqlite_where=text("is_deleted"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -303,6 +310,7 @@ class RunnerSetHistory(Base):
     __tablename__ = "github_runner_set_history"
     __table_args__ = (
         Index("idx_github_runner_set_history_set_time", "runner_set_id", "observed_at"),
+        Index("idx_github_runner_set_history_retention", "cluster_name", "observed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -345,6 +353,7 @@ class Reject(Base):
             "resource_version",
             name="uq_snapshotter_rejects_object_version",
         ),
+        Index("idx_snapshotter_rejects_retention", "cluster_name", "rejected_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

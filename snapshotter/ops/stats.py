@@ -37,6 +37,12 @@ DISTRIBUTION = "github-runners-snapshotter"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _WITH_CREATED = ("counter", "histogram", "summary")
+# Tables retention deletes from (SPEC §4.9), labelled from the start
+RETENTION_TABLES = (
+    "github_runner_set_history",
+    "snapshotter_rejects",
+    "github_ephemeral_runner_states",
+)
 
 
 class MetricsRegistry(CollectorRegistry):
@@ -193,6 +199,12 @@ class _Metrics:
             ["reason"],
             registry=r,
         )
+        self.retention = PromCounter(
+            "snapshotter_retention_deleted_rows_total",
+            "Rows deleted by retention, by table",
+            ["table"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "snapshotter_build_info", "The snapshotter's version; always 1", ["version"], registry=r
         )
@@ -200,6 +212,8 @@ class _Metrics:
         for resource in (records.RUNNER_SETS, records.EPHEMERAL_RUNNER_SETS, records.RUNNERS):
             # present from the start, so that the first rejection is an increase
             self.rejected.labels(resource)
+        for table in RETENTION_TABLES:
+            self.retention.labels(table)
 
 
 @dataclass
@@ -327,6 +341,9 @@ class SyncStats:
 
     def ignored_fields(self, kind: str, n: int) -> None:
         self.metrics.ignored_fields.labels(kind).inc(n)
+
+    def retention_deleted(self, table: str, n: int) -> None:
+        self.metrics.retention.labels(table).inc(n)
 
     def finalizer_patched(self, action: str) -> None:
         self.metrics.finalizers.labels(action).inc()

@@ -81,6 +81,7 @@ class Writer:
         self._then: Callable[[], None] | None = None
         self._keep: timedelta | None = None  # standby: how far back observations matter
         self._lock = threading.Lock()
+        self._applying = False  # in a transaction of observations (for retention)
 
     # -- leadership ----------------------------------------------------------------
 
@@ -102,6 +103,12 @@ class Writer:
     @property
     def leading(self) -> bool:
         return self._leading
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no transaction of observations under way: a moment
+        when other work (retention) keeps nothing waiting."""
+        return not self._applying and not len(self.queue)
 
     def _take_over(self) -> bool:
         """Run a pending takeover; False while this replica may not write."""
@@ -246,6 +253,13 @@ class Writer:
         return True
 
     def _apply(self, work: Work) -> bool:
+        self._applying = True
+        try:
+            return self._applied(work)
+        finally:
+            self._applying = False
+
+    def _applied(self, work: Work) -> bool:
         try:
             result = self.applier.apply(work)
         except StoreFenced as e:
