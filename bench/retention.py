@@ -74,7 +74,7 @@ class RecordingStats(SyncStats):
 
 
 class Parts:
-    """The daemon's writer side, wired as daemon.components does."""
+    """The daemon's writer side, wired as assembly.components does."""
 
     def __init__(self, engine: Engine, history_period: float) -> None:
         self.store = Store(engine, cluster_name="", timeout=60)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from snapshotter import __version__, daemon, logconfig
+from snapshotter import __version__, assembly, daemon, logconfig
 from snapshotter.clock import utc_now
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
@@ -201,7 +201,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.OK
     if args.command == "finalizers":
         try:
-            released = daemon.remove_finalizers(settings)
+            released = assembly.remove_finalizers(settings)
         except KubeError as e:
             raise StartupError(f"removing finalizers failed: {e}") from e
         print(f"removed finalizer {FINALIZER} from {released} runners")  # noqa: T201
@@ -281,7 +281,7 @@ def format_rejects(rejects: Sequence[Reject]) -> str:
 
 def _once(settings: Settings, *, with_retention: bool) -> int:
     try:
-        result = daemon.reconcile_once(settings, with_retention=with_retention)
+        result = assembly.reconcile_once(settings, with_retention=with_retention)
     except (KubeError, StoreError, QueueFull) as e:
         log.error("reconciliation failed: %s", e)
         return ExitCode.ONCE_FAILED
@@ -289,7 +289,7 @@ def _once(settings: Settings, *, with_retention: bool) -> int:
     return ExitCode.OK
 
 
-def format_summary(result: daemon.OnceResult, *, cluster_name: str) -> str:
+def format_summary(result: assembly.OnceResult, *, cluster_name: str) -> str:
     """A short human-readable account of one reconciliation."""
     applied, poll = result.applied, result.poll
     listed = ", ".join(f"{n} {name}" for name, n in poll.listed.items())

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from snapshotter import daemon
+from snapshotter import assembly
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from tests.e2e.conftest import running_daemon
@@ -101,7 +101,7 @@ def test_daemon_on_an_adopted_lens_database(
     assert lens_schema.lens_rows(lens_engine) == fixture_rows
 
     before = {t: rows(lens_engine, t) for t in ("github_workflow_runs", "github_runner_sets")}
-    again = daemon.reconcile_once(settings)  # a restart: a new process, the same database
+    again = assembly.reconcile_once(settings)  # a restart: a new process, the same database
 
     assert again.applied.rows_written == 0
     assert {t: rows(lens_engine, t) for t in before} == before

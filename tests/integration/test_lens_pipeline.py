@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from snapshotter.daemon import open_store
+from snapshotter.assembly import open_store
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store

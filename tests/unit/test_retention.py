@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapshotter import cli, daemon
+from snapshotter import assembly, cli
 from snapshotter.db import retention
 from snapshotter.errors import ConfigError, ExitCode, StoreFenced
 from snapshotter.ops.stats import SyncStats
@@ -58,7 +58,7 @@ retention:
 
 
 def test_defaults_keep_history_90_days_rejects_30_and_runner_states_forever() -> None:
-    policy = daemon.retention_policy(Settings())
+    policy = assembly.retention_policy(Settings())
 
     assert policy.ages == {HISTORY: timedelta(days=90), REJECTS: timedelta(days=30)}
     assert Settings().retention.enabled
@@ -68,7 +68,7 @@ def test_null_keeps_a_table_and_a_number_of_days_limits_it(tmp_path: Path) -> No
     path = tmp_path / "config.yaml"
     path.write_text("retention:\n  history_days: null\n  runner_states_days: 400\n")
 
-    policy = daemon.retention_policy(load_settings(path))
+    policy = assembly.retention_policy(load_settings(path))
 
     assert policy.ages == {REJECTS: timedelta(days=30), RUNNERS: timedelta(days=400)}
 
