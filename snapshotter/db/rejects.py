@@ -153,6 +153,14 @@ def request_retry(conn: Connection, cluster_name: str, now: datetime) -> int:
     return result.rowcount or 0
 
 
+def clear_retry_requests(conn: Connection, cluster_name: str) -> None:
+    """A retry pass ran: what it could not write waits for the next request."""
+    requested = REJECTS.c.retry_requested_at.is_not(None)
+    conn.execute(
+        update(REJECTS).where(scope(cluster_name), requested).values(retry_requested_at=None)
+    )
+
+
 def retry_requested(conn: Connection, cluster_name: str) -> bool:
     query = (
         select(func.count())

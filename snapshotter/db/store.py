@@ -210,6 +210,17 @@ class Store:
 
         return self._call("looking for a requested retry", ask)
 
+    def retry_done(self) -> None:
+        """Every rejected object was retried: a request no longer stands (rows the
+        retry wrote are gone already; rows it could not write, e.g. a payload from a
+        newer version, would otherwise keep asking)."""
+
+        def clear() -> None:
+            with self.engine.begin() as conn:
+                rejects.clear_retry_requests(conn, self.cluster_name)
+
+        self._call("clearing the request for a retry", clear)
+
     def request_retry(self, *, now: datetime) -> int:
         """Ask the leader to retry every rejected object now (`rejects retry`)."""
 

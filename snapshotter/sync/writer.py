@@ -201,6 +201,7 @@ class Writer:
             if not self._retry_due(now):
                 return True
             self.totals.merge(self.applier.retry_rejected())
+            self.applier.store.retry_done()
         except StoreFenced as e:
             self._fenced(e)
             return False

@@ -11,6 +11,7 @@ from snapshotter import cli
 from snapshotter.db.store import Store
 from snapshotter.diff.changes import RejectedObject
 from tests.support.daemon_process import database_url
+from tests.support.engine_harness import Harness
 
 
 def test_rejects_are_listed_and_a_retry_is_requested(
@@ -40,4 +41,11 @@ def test_rejects_are_listed_and_a_retry_is_requested(
     assert store.retry_requested()
     assert cli.main(["--config", str(config), "rejects", "list"]) == 0
     assert "retry requested" in capsys.readouterr().out
+
+    leader = Harness(pg_engine, clock=lambda: datetime(2026, 12, 1, 12, 5, tzinfo=UTC))
+    leader.writer.request_retry()
+    leader.drain()  # the retry pass: this reject has nothing to replay, and stays
+    assert [r.uid for r in store.load_rejects()] == ["u1"]
+    assert not store.retry_requested()  # the request is done, not asked again and again
+    leader.close()
     store.close()
