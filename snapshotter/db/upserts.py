@@ -241,7 +241,7 @@ class Transaction:
 
     def _runs(self, runs: list[WorkflowRunRow]) -> None:
         rows = []
-        for run in runs:
+        for run in self._not_recorded_yet(runs):
             values = {c: getattr(run, c) for c in column_names(type(run))}
             values["runner_set_id"] = self._set_id(values.pop("runner_set_uid"))
             # Lens's runner_type (patch061), set as its processor sets it from the
@@ -256,6 +256,17 @@ class Transaction:
         if self.statements.collection_tasks and inserted:
             tasks = lens_tasks.enqueue(self.conn, self.statements.insert, inserted, now=self.now)
             self.counts.add(lens_tasks.TASKS_TABLE, "inserted", tasks)
+
+    def _not_recorded_yet(self, runs: list[WorkflowRunRow]) -> list[WorkflowRunRow]:
+        """On a table keyed by (runner_set_id, workload_uid) a runner has one run row:
+        one recorded before its pool was (runner_set_id NULL, which conflicts with
+        nothing) is the runner's, and a later insert must not add a second."""
+        if not self.statements.runs_keyed_by_runner or not runs:
+            return runs
+        uids = {run.workload_uid for run in runs}
+        query = select(RUNS.c.workload_uid).where(RUNS.c.workload_uid.in_(uids))
+        recorded = set(self.conn.execute(query).scalars())
+        return [run for run in runs if run.workload_uid not in recorded]
 
     def _history(self, changes: ChangeSet) -> None:
         for h in changes.history:
