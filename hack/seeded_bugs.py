@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 INTERLEAVINGS = "tests/integration/test_interleavings.py"
 # enough examples to reach every guarded path (the test itself asserts that)
-INTERLEAVING_ENV = {"INTERLEAVING_EXAMPLES": "80", "INTERLEAVING_SEED": "20261202"}
+INTERLEAVING_ENV = {
+    "INTERLEAVING_EXAMPLES": "80",
+    "INTERLEAVING_SEED": "20261202",
+    "INTERLEAVING_SHRINK": "0",
+}
 
 
 @dataclass(frozen=True)
