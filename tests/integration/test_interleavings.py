@@ -76,6 +76,7 @@ from tests.support.postgres import PostgresServer
 EXAMPLES = int(os.environ.get("INTERLEAVING_EXAMPLES", "300"))
 SHRINK = os.environ.get("INTERLEAVING_SHRINK") != "0"
 STEPS = int(os.environ.get("INTERLEAVING_STEPS", "60"))
+CHECK_REACH = os.environ.get("INTERLEAVING_CHECK_REACH") != "0"  # 0: hack/seeded_bugs.py
 RESOURCES = {r.plural: r for r in resources.ALL}
 PAGE = 2  # items per list page
 POOL_STREAMS = (POOLS, POOL_SETS)
@@ -1217,5 +1218,7 @@ def test_no_job_lost_or_rewritten_under_any_interleaving(machine: type[Interleav
     missing = [name for name in MUST_REACH if not coverage.counts.get(name)]
     print("situations reached:", dict(sorted(coverage.counts.items())))  # noqa: T201
     print("actions run:", dict(sorted(action_counts.items())))  # noqa: T201
+    if not CHECK_REACH:
+        return  # a seeded-bug run asks only whether the oracle disagrees
     assert not missing_actions, f"actions that never ran: {missing_actions}"
     assert not missing, f"situations never reached: {missing}"
