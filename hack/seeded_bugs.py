@@ -39,6 +39,7 @@ class Bug:
     old: str
     new: str
     tests: tuple[str, ...]
+    also: tuple[tuple[str, str, str], ...] = ()  # more (path, old, new) edits
 
 
 BUGS = (
@@ -56,6 +57,21 @@ BUGS = (
         "            seen = replace(seen, vanished=None)  # observed after the list began",
         "            pass",
         (INTERLEAVINGS,),
+    ),
+    Bug(
+        "both 'observed after the list began' checks removed",
+        "snapshotter/sync/absences.py",
+        "                if not version.not_after(listed):\n"
+        "                    continue  # observed after the list began: its absence says nothing\n",
+        "",
+        (INTERLEAVINGS,),
+        also=(
+            (
+                "snapshotter/diff/runners.py",
+                "            seen = replace(seen, vanished=None)  # observed after the list began",
+                "            pass",
+            ),
+        ),
     ),
     Bug(
         "no facts protection in the runner upsert",
@@ -118,11 +134,13 @@ def scratch_copy(into: Path) -> Path:
 
 def run(bug: Bug, scratch: Path) -> tuple[bool, float]:
     """Whether the bug's tests fail (killed), and how long they took."""
-    target = scratch / bug.path
-    original = target.read_text()
-    if original.count(bug.old) != 1:
-        raise SystemExit(f"{bug.name}: the guarded code is not in {bug.path} once; update the bug")
-    target.write_text(original.replace(bug.old, bug.new))
+    edits = ((bug.path, bug.old, bug.new), *bug.also)
+    originals = {path: (scratch / path).read_text() for path, _, _ in edits}
+    for path, old, new in edits:
+        text = (scratch / path).read_text()
+        if text.count(old) != 1:
+            raise SystemExit(f"{bug.name}: the guarded code is not in {path} once; update it")
+        (scratch / path).write_text(text.replace(old, new))
     env = {**os.environ, **INTERLEAVING_ENV, "PYTHONPATH": str(scratch)}
     started = time.monotonic()
     try:
@@ -135,7 +153,8 @@ def run(bug: Bug, scratch: Path) -> tuple[bool, float]:
             check=False,
         )
     finally:
-        target.write_text(original)
+        for path, text in originals.items():
+            (scratch / path).write_text(text)
     return result.returncode != 0, time.monotonic() - started
 
 
