@@ -77,13 +77,19 @@ BUGS = (
         "no facts protection in the runner upsert",
         "snapshotter/db/upserts.py",
         '        for fact in (*RUNNER_FACTS, "repository", "deletion_time"):\n'
-        "            values[fact] = case((_unknown(t[fact], live), ex[fact]), else_=t[fact])\n"
-        '        values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)\n'
-        '        values["is_completed"] = or_(t.is_completed, ex.is_completed)\n'
-        '        for column in ("completed_at", "completion_time", "completion_source"):\n'
-        "            values[column] = case((t.is_completed, t[column]), else_=ex[column])\n",
+        "            values[fact] = case((_unknown(t[fact], live), ex[fact]), else_=t[fact])\n",
         "",
         ("tests/integration/test_fact_protection.py",),
+        also=(
+            (
+                "snapshotter/db/upserts.py",
+                '        values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)\n'
+                '        values["is_completed"] = or_(t.is_completed, ex.is_completed)\n'
+                '        for column in ("completed_at", "completion_time", "completion_source"):\n'
+                "            values[column] = case((t.is_completed, t[column]), else_=ex[column])\n",
+                "",
+            ),
+        ),
     ),
     Bug(
         "absences of a failed transaction are not restored",
