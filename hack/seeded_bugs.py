@@ -86,7 +86,8 @@ BUGS = (
                 '        values["is_deleted"] = or_(t.is_deleted, ex.is_deleted)\n'
                 '        values["is_completed"] = or_(t.is_completed, ex.is_completed)\n'
                 '        for column in ("completed_at", "completion_time", "completion_source"):\n'
-                "            values[column] = case((t.is_completed, t[column]), else_=ex[column])\n",
+                "            values[column] = case("
+                "(t.is_completed, t[column]), else_=ex[column])\n",
                 "",
             ),
         ),
