@@ -9,6 +9,7 @@ news of the object clears it. A watch's own relist decides at once.
 """
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from snapshotter.diff.observed import Observed, Vanished
@@ -78,7 +79,10 @@ class Absences:
                 if defer and key not in self._suspects:
                     self._suspects[key] = (stream.name, gone)
                     continue
-                self._suspects.pop(key, None)
+                suspected = self._suspects.pop(key, None)
+                if suspected is not None:
+                    # absent since the list that first missed it: the time of that list
+                    gone = replace(gone, at=suspected[1].at)
                 vanished.append(gone)
         return vanished
 

@@ -716,10 +716,13 @@ class Oracle:
                     self.cover.hit("absence suspected while the watch is live")
                     self.cover.hit(f"{stream.resource} suspected")
                     continue
-                if key in self._suspects:
+                first = self._suspects.pop(key, None)
+                if first is not None:
                     self.cover.hit("suspect decided by the next list")
-                self._suspects.pop(key, None)
-                self._absent(stream.resource, uid, marker, stream)
+                # absent since the first list that missed it: SPEC 3.3 rule 3, the
+                # time of that list
+                at = first[0].at if first is not None else None
+                self._absent(stream.resource, uid, marker, stream, at=at)
 
     def _live_rows(self, resource: str) -> list[tuple[str, str, float]]:
         if resource == RUNNERS:
@@ -733,12 +736,14 @@ class Oracle:
         listed = integer_rv(list_rv)
         return progress is not None and listed is not None and progress >= listed
 
-    def _absent(self, resource: str, uid: str, marker: Marker, stream: Stream) -> None:
+    def _absent(
+        self, resource: str, uid: str, marker: Marker, stream: Stream, *, at: Any = None
+    ) -> None:
         signal = Signal(
             resource,
             uid,
             None,
-            marker.at,
+            at if at is not None else marker.at,
             marker.seq,
             self.next_moment(),
             rv_override=stream.rv,
