@@ -40,9 +40,9 @@ def environment(engine: Engine) -> dict[str, str]:
     return {**env, "SNAPSHOTTER_DATABASE__URL": database_url(engine)}
 
 
-def once(config_file: Path, engine: Engine) -> subprocess.CompletedProcess[str]:
+def once(config_file: Path, engine: Engine, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SNAPSHOTTER), "--config", str(config_file), "--once"],
+        [str(SNAPSHOTTER), "--config", str(config_file), "--once", *flags],
         env=environment(engine),
         capture_output=True,
         text=True,

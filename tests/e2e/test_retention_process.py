@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert
 from snapshotter.clock import utc_now
 from snapshotter.db.tables import Base
 from snapshotter.errors import ExitCode
-from tests.e2e.test_cli_process import SNAPSHOTTER, config, environment
+from tests.e2e.test_cli_process import SNAPSHOTTER, config, environment, once
 from tests.support.apiserver import TestCluster
 from tests.support.db_rows import rows
 from tests.support.samples_loader import load_samples
@@ -33,29 +33,18 @@ def history_uids(engine: Engine) -> set[str]:
     return {r["runner_set_uid"] for r in rows(engine, HISTORY)}
 
 
-def run_once(config_file: Path, engine: Engine, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SNAPSHOTTER), "--config", str(config_file), "--once", *flags],
-        env=environment(engine),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_once_deletes_only_when_asked(
     kube: TestCluster, namespace: str, pg_engine: Engine, tmp_path: Path
 ) -> None:
     old_and_recent_history(pg_engine)
     config_file = config(tmp_path, kube, namespace)
 
-    plain = run_once(config_file, pg_engine)
+    plain = once(config_file, pg_engine)
 
     assert plain.returncode == ExitCode.OK, plain.stderr
     assert {"old", "older", "recent"} <= history_uids(pg_engine)
 
-    asked = run_once(config_file, pg_engine, "--retention")
+    asked = once(config_file, pg_engine, "--retention")
 
     assert asked.returncode == ExitCode.OK, asked.stderr
     assert "retention: 2 rows deleted from github_runner_set_history" in asked.stdout
