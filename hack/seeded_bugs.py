@@ -5,7 +5,7 @@ a review once found the suite let through (or a defect that was really shipped).
 each, a scratch copy of the repository at HEAD gets the edit and runs the tests that
 guard it; the bug is "killed" when they fail. Exit status 1 when one survives.
 
-    make seeded-bugs                 # every bug (about 15 minutes on 2 cores)
+    make seeded-bugs                 # every bug (about 30 minutes on 2 cores)
     hack/seeded_bugs.py --only facts # the bugs whose name contains "facts"
 """
 
@@ -22,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 INTERLEAVINGS = "tests/integration/test_interleavings.py"
+GUARDS = "tests/integration/test_batch_guards.py"
+ORDERING = "tests/integration/test_ordering.py"
+COMPUTE = "tests/unit/test_compute.py"
 # enough examples to reach every guarded path (the test itself asserts that)
 INTERLEAVING_ENV = {
     "INTERLEAVING_EXAMPLES": "80",
@@ -49,14 +52,14 @@ BUGS = (
         "                if not version.not_after(listed):\n"
         "                    continue  # observed after the list began: its absence says nothing\n",
         "",
-        (INTERLEAVINGS,),
+        (GUARDS, ORDERING, INTERLEAVINGS),
     ),
     Bug(
         "runner fold keeps an absence older than what it observed",
         "snapshotter/diff/runners.py",
         "            seen = replace(seen, vanished=None)  # observed after the list began",
         "            pass",
-        (INTERLEAVINGS,),
+        (COMPUTE, INTERLEAVINGS),
     ),
     Bug(
         "both 'observed after the list began' checks removed",
@@ -64,7 +67,7 @@ BUGS = (
         "                if not version.not_after(listed):\n"
         "                    continue  # observed after the list began: its absence says nothing\n",
         "",
-        (INTERLEAVINGS,),
+        (GUARDS, INTERLEAVINGS),
         also=(
             (
                 "snapshotter/diff/runners.py",
@@ -97,20 +100,27 @@ BUGS = (
         "snapshotter/sync/applier.py",
         "            self.absences.restore(saved)  # the work comes back: decide it again then",
         "            pass",
-        (INTERLEAVINGS,),
+        (GUARDS, INTERLEAVINGS),
     ),
     Bug(
         "orphan adoption brings back a runner gone in the same batch",
         "snapshotter/diff/compute.py",
         "            if uid in self.gone or runner.runner_set_uid is not None:",
         "            if runner.runner_set_uid is not None:",
-        (INTERLEAVINGS,),
+        (GUARDS, INTERLEAVINGS),
     ),
     Bug(
         "a refused object escapes the applier instead of being recorded",
         "snapshotter/sync/applier.py",
         "                self._reject(groups[0], e, result)\n                return\n",
         "                raise\n",
+        (INTERLEAVINGS,),
+    ),
+    Bug(
+        "a deposed leader's transactions are not fenced",
+        "snapshotter/db/fencing.py",
+        "    if fence is None:\n        return\n",
+        "    return\n",
         (INTERLEAVINGS,),
     ),
     Bug(
@@ -139,8 +149,9 @@ def scratch_copy(into: Path) -> Path:
     return copy
 
 
-def run(bug: Bug, scratch: Path) -> tuple[bool, float]:
-    """Whether the bug's tests fail (killed), and how long they took."""
+def run(bug: Bug, scratch: Path) -> list[tuple[str, bool, float]]:
+    """For each of the bug's tests: whether it fails (kills the bug), and how long it
+    took. Every test is run, so that the result says which of them catch the bug."""
     edits = ((bug.path, bug.old, bug.new), *bug.also)
     originals = {path: (scratch / path).read_text() for path, _, _ in edits}
     for path, old, new in edits:
@@ -149,20 +160,23 @@ def run(bug: Bug, scratch: Path) -> tuple[bool, float]:
             raise SystemExit(f"{bug.name}: the guarded code is not in {path} once; update it")
         (scratch / path).write_text(text.replace(old, new))
     env = {**os.environ, **INTERLEAVING_ENV, "PYTHONPATH": str(scratch)}
-    started = time.monotonic()
+    results = []
     try:
-        result = subprocess.run(
-            [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *bug.tests],
-            cwd=scratch,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        for test in bug.tests:
+            started = time.monotonic()
+            result = subprocess.run(
+                [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", test],
+                cwd=scratch,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            results.append((test, result.returncode != 0, time.monotonic() - started))
     finally:
         for path, text in originals.items():
             (scratch / path).write_text(text)
-    return result.returncode != 0, time.monotonic() - started
+    return results
 
 
 def main() -> int:
@@ -174,9 +188,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="seeded-bugs-") as tmp:
         scratch = scratch_copy(Path(tmp))
         for bug in bugs:
-            killed, seconds = run(bug, scratch)
+            results = run(bug, scratch)
+            killed = any(failed for _, failed, _ in results)
             survived += not killed
-            print(f"{'killed  ' if killed else 'SURVIVED'} {seconds:6.0f}s  {bug.name}", flush=True)
+            print(f"{'killed  ' if killed else 'SURVIVED'} {bug.name}", flush=True)
+            for test, failed, seconds in results:
+                verdict = "fails " if failed else "passes"
+                print(f"    {verdict} {seconds:6.0f}s  {test}", flush=True)
     print(f"{len(bugs) - survived} of {len(bugs)} seeded bugs killed")
     return 1 if survived else 0
 

@@ -29,7 +29,8 @@ the run, or the test fails.
 import itertools
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,7 +69,7 @@ from tests.support.cluster_model import (
     ModelEvent,
     Snapshot,
 )
-from tests.support.db_rows import rows
+from tests.support.db_rows import rows, snapshot
 from tests.support.engine_harness import Harness
 from tests.support.oracle import Coverage, Marker, Oracle, Signal, Stream
 from tests.support.postgres import PostgresServer
@@ -135,6 +136,10 @@ MUST_REACH = (
     "rejected object retried",
     "list refused by a full queue",
     "event refused by a full queue",
+    "a runner the watch brought after a list began",
+    "an orphan ended in the batch that brings its pool",
+    "a suspect decided by a list whose transaction failed",
+    "a deposed leader holding work fenced",
 )
 CLUSTER_ACTIONS = (
     "create_pool",
@@ -158,6 +163,8 @@ WATCH_ACTIONS = (
     "deliver_pool_events",
     "bookmark",
     "watch_settles_a_suspect",
+    "watch_outpaces_a_list",
+    "orphan_ends_as_its_pool_arrives",
 )
 WATCH_TROUBLES = (
     "watch_loses_events",
@@ -195,6 +202,7 @@ EVERY_ACTION = (
         CLUSTER_ACTIONS + WATCH_ACTIONS + WATCH_TROUBLES + POLL_ACTIONS + DATABASE_ACTIONS
     ),
     "restart",
+    "leader_changes",
     "create_runner reusing a name",
     "create_runner with a refused name",
     *(f"refuse rows of {table}" for table in REFUSING_TABLES),
@@ -356,9 +364,10 @@ class Interleavings(RuleBasedStateMachine):
     def _poisoned(self, table: str, name: str) -> bool:
         return any(tag in name for tag in self.poisons.get(table, ()))
 
-    def _start_daemon(self) -> None:
-        """A daemon starts: it loads the state, retries what was rejected, lists
-        everything, then (in watch mode) watches from there."""
+    def _start_daemon(self, before_reconciling: Callable[[], None] | None = None) -> None:
+        """A daemon starts and takes the lead: it bumps the leader epoch, loads the
+        state, retries what was rejected, lists everything, then (in watch mode)
+        watches from there."""
         self.dirty = True
         self.harness = Harness(
             self.engine,
@@ -366,6 +375,10 @@ class Interleavings(RuleBasedStateMachine):
             batch_max=self.mode.batch,
             cap=self.mode.cap,
         )
+        self.harness.store.take_leadership(f"replica-{self.restarts}", now=self.clock())
+        self.harness.applier.load()
+        if before_reconciling is not None:
+            before_reconciling()
         self.watch_live = False
         self.must_relist: set[str] = set()
         self.watch_from = len(self.cluster.log)
@@ -534,10 +547,11 @@ class Interleavings(RuleBasedStateMachine):
         self._run(action, data)
 
     @precondition(lambda self: self.ready and not self.outage.active and self.restarts < 3)
-    @rule()
-    def daemon_restarts(self) -> None:
-        """kill -9 and start again: what was not committed is forgotten."""
-        self._run("restart", None)
+    @rule(change=st.sampled_from(["restart", "leader_changes"]), data=st.data())
+    def daemon_restarts(self, change: str, data: st.DataObject) -> None:
+        """kill -9 and start again, or another replica takes the Lease: what was not
+        committed is forgotten."""
+        self._run(change, data)
 
     def _run(self, action: str, data: st.DataObject | None) -> bool:
         done = getattr(self, f"_do_{action}")(data)
@@ -733,6 +747,65 @@ class Interleavings(RuleBasedStateMachine):
         self._run("bookmark", data)
         return True
 
+    def _do_watch_outpaces_a_list(self, data: st.DataObject) -> bool:
+        """A list is taken; a runner created after it reaches the daemon by the watch
+        first (stored already, or in the same batch as the list): that list says
+        nothing about the runner (SPEC §4.4)."""
+        if not self._runner_watch_usable() or not self.cluster.pools:
+            return False
+        if len(self.cluster.runners) >= 4:
+            return False
+        held = self._begin_list()
+        uid = self.cluster.create(data.draw(st.sampled_from(sorted(self.cluster.pools))))
+        if data.draw(st.booleans()):
+            self.cluster.start_job(uid)
+        together = data.draw(st.booleans())
+        with self._writer_held(together):
+            self._deliver_from(RUNNERS, len(self.cluster.log))
+            self.clock.tick()
+            self._hand_list(held, tuple(RESOURCES), from_watch=False)
+        self._writer_keeps_up()
+        coverage.hit("a runner the watch brought after a list began")
+        return True
+
+    def _do_orphan_ends_as_its_pool_arrives(self, data: st.DataObject) -> bool:
+        """Watch streams are not ordered across resources: a runner is stored before
+        its pool, then its deletion and its pool's creation reach the writer in one
+        batch."""
+        if not self._runner_watch_usable() or self.must_relist or len(self.cluster.pools) >= 3:
+            return False
+        if self.mode.batch < 2:
+            return False  # the runner and its pool never share a batch
+        if len(self.cluster.runners) >= 4:
+            return False
+        self._deliver_from("pools", len(self.cluster.log))  # earlier pool news first
+        if self.must_relist:
+            return True
+        pool = self.cluster.create_pool()
+        uid = self.cluster.create(pool)
+        if data.draw(st.booleans()):
+            self.cluster.start_job(uid)
+        self._deliver_from(RUNNERS, len(self.cluster.log))
+        if not self._runner_watch_usable():
+            return True  # the delivery overflowed the queue
+        self.cluster.delete(uid, self.clock() if data.draw(st.booleans()) else None)
+        with self._writer_held(True):
+            self._deliver_from(RUNNERS, len(self.cluster.log))
+            self._deliver_from("pools", len(self.cluster.log))
+        self._writer_keeps_up()
+        coverage.hit("an orphan ended in the batch that brings its pool")
+        return True
+
+    @contextmanager
+    def _writer_held(self, held: bool) -> Iterator[None]:
+        """While held, what reaches the daemon waits for one batch of the writer."""
+        stalled = self.stalled
+        self.stalled = self.stalled or held
+        try:
+            yield
+        finally:
+            self.stalled = stalled
+
     def _do_watch_breaks(self, _data: st.DataObject) -> bool:
         if not self.watch_live:
             return False
@@ -828,9 +901,28 @@ class Interleavings(RuleBasedStateMachine):
         self.clock.tick()
         self._hand_list(held, tuple(RESOURCES), from_watch=False)
         self._writer_keeps_up()
-        if data.draw(st.booleans()):
+        then = data.draw(
+            st.sampled_from(
+                ["watch settles", "a failing list decides", "a failing list decides", "later"]
+            )
+        )
+        if then == "watch settles":
             self._run("watch_settles_a_suspect", data)
+        elif then == "a failing list decides":
+            self._next_list_decides_in_a_failing_transaction()
         return True
+
+    def _next_list_decides_in_a_failing_transaction(self) -> None:
+        """The next list decides what the previous one suspected, in a transaction
+        that fails once: its retry must decide the same way."""
+        if not self.oracle.suspected(RUNNERS) or self.stalled or self.outage.active:
+            return
+        poison.fail_next_commits(self.engine, 1)
+        held = self._begin_list()
+        self.clock.tick()
+        self._hand_list(held, tuple(RESOURCES), from_watch=False)
+        self._writer_keeps_up()
+        coverage.hit("a suspect decided by a list whose transaction failed")
 
     def _do_writer_stalls(self, _data: st.DataObject) -> bool:
         self.stalled = True
@@ -918,6 +1010,38 @@ class Interleavings(RuleBasedStateMachine):
         self.stalled = False
         self._start_daemon()
         return True
+
+    def _do_leader_changes(self, data: st.DataObject) -> bool:
+        """Another replica takes the Lease while this one, paused or cut off from the
+        API server, still holds work: the new leader bumps the epoch, loads what the
+        database holds and reconciles. The deposed leader then tries to write (before
+        or after that reconciliation) and must be refused: nothing it writes lands."""
+        deposed = self.h
+        self._run(data.draw(st.sampled_from(["set_phase", "create_runner", "quick_job"])), data)
+        with self._writer_held(True):
+            self._hand_list(self._begin_list(), tuple(RESOURCES), from_watch=False)
+        self.oracle.note("database", "leader changes")
+        self.restarts += 1
+        self.oracle.crash()  # what the deposed leader holds is as good as lost
+        self.held = []
+        self.stalled = False
+        early = data.draw(st.booleans())
+        self._start_daemon(
+            before_reconciling=(lambda: self._deposed_writes(deposed)) if early else None
+        )
+        if not early:
+            self._deposed_writes(deposed)
+        deposed.close()
+        return True
+
+    def _deposed_writes(self, deposed: Harness) -> None:
+        held = len(deposed.queue)
+        before = snapshot(self.engine)
+        deposed.drain()
+        assert snapshot(self.engine) == before, "a deposed leader's write landed"
+        assert not deposed.writer.leading, "the deposed leader did not step down"
+        if held:
+            coverage.hit("a deposed leader holding work fenced")
 
     # -- invariants --------------------------------------------------------------------
 
