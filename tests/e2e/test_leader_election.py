@@ -260,7 +260,8 @@ def test_a_leader_cut_off_from_the_database_hands_the_lease_to_one_that_can_reac
     API server stays in reach of both. The leader gives up the Lease once the database
     has been out of its reach for `release_when_database_lost_seconds`, the other
     replica leads, and every job, those that ended after the cut included, is
-    recorded once."""
+    recorded once. Back in reach of the database, the replica that stepped down
+    trims what it held, as a standby does."""
     n = next(_roles)
     roles = {"cut-off": f"cut_off_{n}", "reaching": f"reaching_{n}"}
     free_the_lease(sim)
@@ -332,6 +333,13 @@ def test_a_leader_cut_off_from_the_database_hands_the_lease_to_one_that_can_reac
             ),
             timeout=60,
         )
+
+        # back in reach of the database, it sees the successor's epoch and trims like a
+        # standby again: what it held since the cut is let go once past its window
+        with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"ALTER ROLE {roles['cut-off']} LOGIN"))
+        eventually(lambda: "another replica leads now, trimming" in leader.log.read_text())
+        eventually(lambda: metric(leader, "snapshotter_queue_pending_objects") == 0, timeout=90)
         assert lease_holder(sim) == "reaching"  # the cut-off replica never took it back
     finally:
         for replica in replicas.values():
