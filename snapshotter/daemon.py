@@ -173,9 +173,10 @@ class _Daemon:
         if cut_off is not None:
             # Stepped down because nothing could be written: maybe no replica can.
             # What it holds is kept whole (a standby's trimming would drop jobs
-            # nobody recorded), and runners stay held by the finalizer.
+            # nobody recorded) until the database shows that another replica took
+            # over, and runners stay held by the finalizer.
             log.warning("keeping every pending observation as a standby reason=%s", cut_off)
-            self.parts.writer.follow(keep=None)
+            self.parts.writer.follow(keep=None, once_superseded=self._standby_memory())
             return
         self.parts.writer.follow(keep=self._standby_memory())
         keeper = self.parts.keeper

@@ -81,3 +81,17 @@ def check(conn: Connection, cluster_name: str, fence: int | None) -> None:
         raise StoreFenced(
             f"another replica leads since epoch {epoch} ({holder}); this one held epoch {fence}"
         )
+
+
+def successor_since(conn: Connection, cluster_name: str, fence: int) -> datetime | None:
+    """When the leader after epoch `fence` took over (None: nobody did), read without
+    a lock."""
+    row = conn.execute(
+        select(CLUSTERS.c.leader_epoch, CLUSTERS.c.leader_since).where(
+            CLUSTERS.c.cluster_name == cluster_name
+        )
+    ).one_or_none()
+    if row is None or row.leader_epoch <= fence:
+        return None
+    since: datetime | None = row.leader_since
+    return since

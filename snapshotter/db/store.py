@@ -252,6 +252,19 @@ class Store:
         self.fence = self._call("taking the leadership", bump)
         return self.fence
 
+    def superseded_at(self) -> datetime | None:
+        """When another replica took the leadership after this one held it (a newer
+        epoch than the one this store was fenced with); None if none did."""
+        fence = self.fence
+        if fence is None:
+            return None
+
+        def read() -> datetime | None:
+            with self.engine.connect() as conn:
+                return fencing.successor_since(conn, self.cluster_name, fence)
+
+        return self._call("reading the leader epoch", read)
+
     def check_lens_tables(self) -> None:
         """With `lens.collection_tasks`, the Lens tables it writes must exist: the
         snapshotter does not create Lens's tables (StoreError naming the missing)."""

@@ -199,11 +199,16 @@ class PendingQueue:
                 self._progress.setdefault(stream, (work.progress_tickets.get(stream, 0), rv))
             self._cond.notify_all()
 
-    def drop_older_than(self, cutoff: datetime) -> int:
-        """Forget objects last observed before `cutoff`, and pending lists and
-        progress (a standby's queue: only a takeover's recent past matters)."""
+    def drop_older_than(self, cutoff: datetime, *, but_before: datetime | None = None) -> int:
+        """Forget objects last observed before `cutoff` (but those last observed
+        before `but_before`), and pending lists and progress (a standby's queue: only
+        a takeover's recent past matters)."""
         with self._cond:
-            old = [key for key, (_, obs) in self._objects.items() if obs.at < cutoff]
+            old = [
+                key
+                for key, (_, obs) in self._objects.items()
+                if obs.at < cutoff and (but_before is None or obs.at >= but_before)
+            ]
             for key in old:
                 del self._objects[key]
             markers, self._markers = self._markers, []

@@ -19,7 +19,7 @@ once, whatever its Lease says.
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from snapshotter.clock import monotonic
 from snapshotter.errors import StoreFenced, StoreUnavailable
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0  # how often due counts, history and cursors are looked at
 TRIM_SECONDS = 1.0  # how often a standby drops what a takeover would not need
+SUCCESSOR_SECONDS = 5.0  # how often a replica keeping everything looks for a successor
 REQUEST_SECONDS = 10.0  # how often the leader looks for a requested retry of rejects
 
 
@@ -80,16 +81,23 @@ class Writer:
         self._takeover: Callable[[], None] | None = None
         self._then: Callable[[], None] | None = None
         self._keep: timedelta | None = None  # standby: how far back observations matter
+        self._keep_once_superseded: timedelta | None = None  # `_keep` once another leads
+        self._kept_before: datetime | None = None  # what only this replica holds
+        self._next_successor_check = 0.0
         self._lock = threading.Lock()
         self._applying = False  # in a transaction of observations (for retention)
 
     # -- leadership ----------------------------------------------------------------
 
-    def follow(self, *, keep: timedelta | None) -> None:
+    def follow(self, *, keep: timedelta | None, once_superseded: timedelta | None = None) -> None:
         """Stop writing (a standby); keep observations of the last `keep` only
-        (None: all of them, for a leader that stepped down while nobody could write)."""
+        (None: all of them, for a leader that stepped down while nobody could write,
+        until the database shows that another replica took over: from then on, the
+        last `once_superseded`, like any standby, since that successor held them too)."""
         with self._lock:
             self._leading, self._takeover, self._keep = False, None, keep
+            self._keep_once_superseded = once_superseded if keep is None else None
+            self._kept_before = None
         self.applier.stats.leading(False)
 
     def lead(self, takeover: Callable[[], None], *, then: Callable[[], None]) -> None:
@@ -121,6 +129,7 @@ class Writer:
             then = None
             if self._takeover is takeover:
                 self._leading, self._takeover, self._keep = True, None, None
+                self._keep_once_superseded, self._kept_before = None, None
                 self.last_commit = monotonic()
                 then, self._then = self._then, None
         self.applier.stats.leading(self._leading)
@@ -227,12 +236,43 @@ class Writer:
 
     def _trim(self) -> None:
         keep = self._keep
-        if keep is None or monotonic() < self._next_trim:
+        if keep is None:
+            self._trim_once_superseded()
+            return
+        if monotonic() < self._next_trim:
             return
         self._next_trim = monotonic() + TRIM_SECONDS
-        dropped = self.queue.drop_older_than(self.applier.clock() - keep)
+        cutoff = self.applier.clock() - keep
+        dropped = self.queue.drop_older_than(cutoff, but_before=self._kept_before)
         if dropped:
             log.debug("standby dropped old observations objects=%d", dropped)
+
+    def _trim_once_superseded(self) -> None:
+        """A replica that stepped down keeping everything: once the database shows a
+        newer leader epoch, the successor has taken over with what its own watches
+        held (the `keep` before it took over), so this one trims like any standby
+        again, but for what was last observed before that: nobody else holds it
+        (raises StoreUnavailable)."""
+        keep = self._keep_once_superseded
+        if keep is None or monotonic() < self._next_successor_check:
+            return
+        self._next_successor_check = monotonic() + SUCCESSOR_SECONDS
+        since = self.applier.store.superseded_at()
+        if since is None:
+            return
+        with self._lock:
+            if self._leading or self._keep is not None or self._keep_once_superseded is not keep:
+                return  # leadership changed meanwhile
+            self._keep, self._keep_once_superseded = keep, None
+            self._kept_before = since - keep
+        log.info(
+            "another replica leads now, trimming again keep_s=%.0f kept_before=%s pending=%d",
+            keep.total_seconds(),
+            self._kept_before.isoformat(),
+            len(self.queue),
+        )
+        self._next_trim = 0.0
+        self._trim()
 
     def _probe_when_idle(self) -> None:
         if monotonic() - self.last_success >= self.idle_probe_seconds:

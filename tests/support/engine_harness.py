@@ -59,12 +59,13 @@ class Harness:
         retry_outages: bool = True,
         runner_kinds: RunnerKinds = ALL_LAUNCHERS,
         collection_tasks: bool = False,
+        store_timeout: float = 30,
     ) -> None:
         self.clock = clock
         self.store = Store(
             engine,
             cluster_name=cluster_name,
-            timeout=30,
+            timeout=store_timeout,
             runner_kinds=runner_kinds,
             collection_tasks=collection_tasks,
         )
