@@ -288,7 +288,8 @@ class Writer:
             return False
         self.last_success = monotonic()
         if not self.database_available:
-            log.info("database reachable again, writing pending=%d", len(self.queue))
+            duty = "writing" if self._leading else "as a standby, holding"
+            log.info("database reachable again, %s pending=%d", duty, len(self.queue))
             self.database_available = True
             self.applier.stats.database_available(True)
         return True
