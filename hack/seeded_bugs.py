@@ -117,6 +117,13 @@ BUGS = (
         (INTERLEAVINGS,),
     ),
     Bug(
+        "a deleted runner forgets when its last observation arrived",
+        "snapshotter/diff/state.py",
+        "            state.gone.note_seq(uid, seq)",
+        "            pass",
+        (GUARDS, INTERLEAVINGS),
+    ),
+    Bug(
         "a deposed leader's transactions are not fenced",
         "snapshotter/db/fencing.py",
         "    if fence is None:\n        return\n",

@@ -73,7 +73,7 @@ def _grouped(inputs: Iterable[Input]) -> dict[str, _Batch]:
 
 
 def _seq(state: SyncState, uid: str) -> int:
-    return state.seqs.get(uid, 0)
+    return state.seqs.get(uid) or state.gone.seq(uid)
 
 
 def _noted_seqs(batch: _Batch) -> dict[str, int]:

@@ -28,6 +28,7 @@ V = TypeVar("V")
 Key = tuple[str, str]  # (resource plural, uid)
 Gone = RunnerStateRow | RunnerSetRow | Version
 TOMBSTONES = 50_000
+_RESOURCES = (RUNNERS, RUNNER_SETS)
 
 
 class Tombstones:
@@ -37,6 +38,7 @@ class Tombstones:
     def __init__(self, limit: int = TOMBSTONES) -> None:
         self.limit = limit
         self._items: OrderedDict[Key, Gone] = OrderedDict()
+        self._seqs: dict[str, int] = {}  # uid -> arrival order of its last observation
 
     def get(self, key: Key) -> Gone | None:
         return self._items.get(key)
@@ -48,7 +50,18 @@ class Tombstones:
         self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.limit:
-            self._items.popitem(last=False)
+            (_, uid), _ = self._items.popitem(last=False)
+            self._seqs.pop(uid, None)
+
+    def note_seq(self, uid: str, seq: int) -> None:
+        """When the last observation of a deleted object arrived (non-integer RVs):
+        an observation received before it, handed over later by a list taken
+        earlier, is older although its RV differs."""
+        if any((resource, uid) in self._items for resource in _RESOURCES):
+            self._seqs[uid] = seq
+
+    def seq(self, uid: str) -> int:
+        return self._seqs.get(uid, 0)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -170,4 +183,6 @@ def apply_delta(state: SyncState, delta: StateDelta) -> None:
     state.history_at.update(delta.history_at)
     state.seqs.update(delta.seqs)
     for uid in (*delta.runners.gone, *delta.runner_sets.gone):
-        state.seqs.pop(uid, None)
+        seq = state.seqs.pop(uid, None)
+        if seq:
+            state.gone.note_seq(uid, seq)

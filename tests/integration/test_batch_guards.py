@@ -138,3 +138,29 @@ def test_a_runner_gone_in_the_batch_that_brings_its_pool_stays_gone(pg_engine: E
     assert len(runs_of(pg_engine)) == 1
     pool = rows(pg_engine, "github_runner_sets")[0]
     assert (pool["current_runners"], pool["running_runners"]) == (0, 0)
+
+
+def test_a_list_taken_before_a_deletion_does_not_rewrite_the_deleted_runners_state(
+    pg_engine: Engine,
+) -> None:
+    """Where resourceVersions are not integers, arrival decides what is newer; a list
+    taken before a runner's deletion, handed over after it, brings an older state.
+    The deleted runner must remember when its last observation arrived."""
+    clock = SteppedClock()
+    harness = harness_collecting_every_pool(pg_engine, clock)
+    ars = arc.runner_set(uid="ars", rv="va")
+    ers = arc.ephemeral_runner_set(ars, uid="ers", rv="vb")
+    runner = arc.with_job(arc.ephemeral_runner(ers, uid="opaque", rv="vc"))
+    for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
+        harness.event("ADDED", obj, resource)
+    harness.drain()
+    token = harness.begin_list()  # a list taken now shows the runner as it is ...
+    listed = MemorySource([ars, ers, runner])
+    failed = arc.bumped(runner, "vd", status={"phase": "Failed"})
+    harness.event("MODIFIED", failed)  # ... then it fails and is deleted
+    harness.event("DELETED", arc.bumped(failed, "ve"))
+    harness.drain()
+    harness.hand_list(listed, token=token)  # the list reaches the writer last
+    harness.drain()
+    row = state_of(pg_engine, "opaque")
+    assert (row["phase"], row["resource_version"], row["is_deleted"]) == ("Failed", "ve", True)
