@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale bench-retention seeded-bugs test-deep
+.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale bench-retention seeded-bugs test-deep mutation
 
 test:
 	hack/test.sh $(ARGS)
@@ -52,3 +52,13 @@ test-deep:
 bench-retention:
 	hack/setup.sh
 	.venv/bin/python bench/retention.py --rows 10000000
+
+# Mutation testing with mutmut ([tool.mutmut] in pyproject.toml, docs/testing.md,
+# "Mutation testing"): hours for every module, so not part of `make test`. MUTANTS
+# narrows the run to mutant names (globs), e.g. MUTANTS='snapshotter.diff.*'; results
+# are kept in mutants/, and a second run checks only what changed.
+MUTATION_CHILDREN ?= 1
+mutation:
+	hack/setup.sh
+	nice -n 10 .venv/bin/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	.venv/bin/python hack/mutation_report.py

@@ -33,6 +33,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.db)
+    # Tests without servers first: a failure shows before PostgreSQL has started, and a
+    # mutation run (`make mutation`, which stops at the first failure) often never
+    # starts it.
+    items.sort(key=lambda item: item.get_closest_marker("db") is not None)
 
 
 @pytest.fixture(autouse=True)

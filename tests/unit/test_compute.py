@@ -8,12 +8,21 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from snapshotter.diff import counts
-from snapshotter.diff.changes import ChangeSet
+from snapshotter.diff import counts, mapping
+from snapshotter.diff.changes import ChangeSet, RowWrite
+from snapshotter.diff.mapping import Layered
 from snapshotter.diff.observed import Vanished
-from snapshotter.diff.rows import RunnerStateRow
-from snapshotter.diff.state import SyncState
-from snapshotter.model.records import RUNNERS
+from snapshotter.diff.rows import (
+    RunnerCounts,
+    RunnerSetHistoryRow,
+    RunnerSetRow,
+    RunnerStateRow,
+    Tally,
+    WorkflowRunRow,
+)
+from snapshotter.diff.state import MapDelta, StateDelta, SyncState
+from snapshotter.model import parse
+from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS
 from snapshotter.model.versions import Version
 from tests.support import arc_objects as arc
 from tests.support.observing import full_list, observed, runner_events
@@ -488,3 +497,439 @@ def test_persisted_row_of_a_completed_runner_keeps_its_completion(cluster: dict[
     changes, _ = diff(state, listed(state, cluster, cluster["idle"], at=T1), T1)
     assert changes.runs == ()
     assert changes.completed == 0
+
+
+def test_a_new_runner_taking_a_live_runners_name_ends_the_older_one(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    idle = cluster["idle"]
+    newer = arc.ephemeral_runner(
+        cluster["ers"],
+        name=idle["metadata"]["name"],
+        uid="er-newer",
+        rv="80",
+        created="2026-11-28T09:30:00Z",
+    )
+    changes, after = diff(state, runner_events(T1, changed=[newer]), T1)
+    rows = {w.row.uid: w for w in changes.runners}
+    # gone as of the newer runner's first sighting
+    assert (rows["er-idle"].row.is_deleted, rows["er-idle"].row.last_seen_at) == (True, T1)
+    assert rows["er-idle"].row.resource_version == idle["metadata"]["resourceVersion"]
+    assert (rows["er-newer"].new, rows["er-newer"].superseded) == (True, False)
+    assert not rows["er-newer"].row.is_deleted
+    assert (changes.names_reused, changes.vanished) == (1, 1)
+    assert set(after.runners) == {"er-busy", "er-newer"}
+    assert after.live_names[(idle["metadata"]["namespace"], idle["metadata"]["name"])] == "er-newer"
+
+
+def test_an_older_runner_seen_after_the_holder_of_its_name_is_recorded_gone(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    idle = cluster["idle"]
+    older = arc.ephemeral_runner(
+        cluster["ers"],
+        name=idle["metadata"]["name"],
+        uid="er-older",
+        rv="5",
+        created="2026-11-28T08:00:00Z",
+    )
+    changes, after = diff(state, runner_events(T1, changed=[older]), T1)
+    [write] = changes.runners
+    assert (write.row.uid, write.new, write.superseded, write.row.is_deleted) == (
+        "er-older",
+        True,
+        True,
+        True,
+    )
+    assert (changes.names_reused, changes.vanished) == (1, 1)
+    assert set(after.runners) == {"er-idle", "er-busy"}
+
+
+def test_runners_whose_creation_times_do_not_tell_leave_the_name_to_its_holder(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    idle = cluster["idle"]
+    same_time = arc.ephemeral_runner(
+        cluster["ers"],
+        name=idle["metadata"]["name"],
+        uid="er-same-time",
+        rv="81",
+        created=idle["metadata"]["creationTimestamp"],
+    )
+    changes, after = diff(state, runner_events(T1, changed=[same_time]), T1)
+    rows = {w.row.uid: w.row for w in changes.runners}
+    assert rows["er-idle"].is_deleted
+    assert not rows["er-same-time"].is_deleted
+    assert "er-same-time" in after.runners
+
+
+def test_counts_split_per_pool_keep_each_pools_rows_and_state(cluster: dict[str, Any]) -> None:
+    first = loaded(cluster).runner_sets["ars-1"]
+    second = replace(first, uid="ars-2", name="arc-linux-arm64")
+    moved, same = RunnerCounts(current=3, busy=1), RunnerCounts(current=1)
+    changes = ChangeSet(
+        now=T1,
+        runner_sets=(RowWrite(first, new=False),),
+        history=(counts.history_row(first, now=T1), counts.history_row(second, now=T1)),
+        delta=StateDelta(
+            runner_sets=MapDelta(put={"ars-1": first}),
+            written={"ars-1": moved},
+            histories={"ars-1": moved, "ars-2": same},
+            history_at={"ars-1": T1, "ars-2": T1},
+        ),
+    )
+    third = replace(first, uid="ars-3", name="arc-linux-gpu")
+    changes = replace(
+        changes,
+        runner_sets=(*changes.runner_sets, RowWrite(third, new=False)),
+        delta=replace(
+            changes.delta,
+            runner_sets=MapDelta(put={"ars-1": first, "ars-3": third}),
+            written={"ars-1": moved, "ars-3": same},
+            history_at={"ars-1": T1, "ars-2": T1, "ars-3": T1},
+        ),
+    )
+    one, three, two = counts.by_pool(changes)
+    # a pool with its row only: no history row, nothing marked as in the history
+    assert three == ChangeSet(
+        now=T1,
+        runner_sets=(RowWrite(third, new=False),),
+        delta=StateDelta(
+            runner_sets=MapDelta(put={"ars-3": third}),
+            written={"ars-3": same},
+            history_at={"ars-3": T1},
+        ),
+    )
+    assert one == ChangeSet(
+        now=T1,
+        runner_sets=(RowWrite(first, new=False),),
+        history=(counts.history_row(first, now=T1),),
+        delta=StateDelta(
+            runner_sets=MapDelta(put={"ars-1": first}),
+            written={"ars-1": moved},
+            histories={"ars-1": moved},
+            history_at={"ars-1": T1},
+        ),
+    )
+    # a pool with a history row only: no pool row, nothing marked written
+    assert two == ChangeSet(
+        now=T1,
+        history=(counts.history_row(second, now=T1),),
+        delta=StateDelta(histories={"ars-2": same}, history_at={"ars-2": T1}),
+    )
+
+
+def test_a_batch_view_shows_its_puts_over_the_base_and_hides_removals() -> None:
+    view = Layered({"a": 1, "b": 2, "c": 3}, {"b": 20, "d": 4}, frozenset({"c"}))
+    assert dict(view) == {"a": 1, "b": 20, "d": 4}
+    assert len(view) == 3
+    assert "c" not in view
+
+
+def test_the_summary_counts_each_kind_of_write_under_its_own_name(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    gone, _ = diff(state, listed(state, cluster, at=T2), T2)
+    pool, runner = state.runner_sets["ars-1"], state.runners["er-idle"]
+    changes = ChangeSet(
+        now=T2,
+        runner_sets=(RowWrite(pool, new=True), *[RowWrite(pool, new=False)] * 2),
+        runners=(*[RowWrite(runner, new=True)] * 3, *[RowWrite(runner, new=False)] * 4),
+        runs=gone.runs * 9,
+        history=(counts.history_row(pool, now=T2),) * 10,
+        completed=5,
+        deleted=6,
+        vanished=7,
+        names_reused=8,
+    )
+    assert changes.summary() == {
+        "runner_sets_inserted": 1,
+        "runner_sets_updated": 2,
+        "runners_inserted": 3,
+        "runners_updated": 4,
+        "runners_completed": 5,
+        "runners_deleted": 6,
+        "runners_vanished": 7,
+        "runner_names_reused": 8,
+        "runs_derived": 9,
+        "history_rows": 10,
+    }
+
+
+def test_a_pool_row_carries_every_field_of_its_runner_set() -> None:
+    record = parse.parse_runner_set(arc.runner_set(uid="ars-1", rv="10")).record
+    counts = RunnerCounts(current=1, pending=2, running=3, failed=4, busy=5, desired=6)
+    row = mapping.runner_set_row(record, counts=counts, cluster_name="prod", now=T1)
+    assert row == RunnerSetRow(
+        uid="ars-1",
+        cluster_name="prod",
+        namespace="arc-runners",
+        name="arc-linux-x64",
+        resource_version="10",
+        github_config_url="https://github.com/acme-corp",
+        github_config_secret="arc-linux-x64-gha-rs-github-secret",
+        runner_group="ci-linux",
+        github_owner="acme-corp",
+        github_repo="",
+        github_enterprise="",
+        github_host="github.com",
+        min_runners=1,
+        max_runners=20,
+        runner_scale_set_id=7,
+        runner_scale_set_name="arc-linux-x64",
+        phase="Running",
+        status="active",
+        deleted_at=None,
+        current_runners=1,
+        desired_runners=6,
+        pending_runners=2,
+        running_runners=3,
+        failed_runners=4,
+        busy_runners=5,
+        last_sync_at=T1,
+    )
+    deleting = arc.runner_set(uid="ars-1", rv="11", deletionTimestamp="2026-11-28T10:00:05Z")
+    gone = mapping.runner_set_row(
+        parse.parse_runner_set(deleting).record, counts=counts, cluster_name="prod", now=T1
+    )
+    assert (gone.status, gone.deleted_at) == ("deleted", T0 + timedelta(seconds=5))
+
+
+def test_a_runner_changing_after_its_pool_is_gone_still_belongs_to_it(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    changed = arc.bumped(cluster["idle"], "30", status={"phase": "Pending"})
+    inputs = full_list(
+        state, T1, ephemeral_runner_sets=[cluster["ers"]], runners=[changed, cluster["busy"]]
+    )
+    changes, _ = diff(state, inputs, T1)
+    assert [(w.row.uid, w.row.status) for w in changes.runner_sets] == [("ars-1", "deleted")]
+    [write] = changes.runners
+    row = write.row
+    assert (row.uid, row.phase, write.new) == ("er-idle", "Pending", False)
+    assert (row.runner_set_uid, row.runner_set_namespace, row.runner_set_name) == (
+        "ars-1",
+        "arc-runners",
+        "arc-linux-x64",
+    )
+
+
+def test_an_ephemeral_runner_set_is_replaced_by_newer_observations_only(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    ers = cluster["ers"]
+    newer = arc.bumped(ers, "40", spec={"replicas": 5})
+    _, after = diff(state, [observed(EPHEMERAL_RUNNER_SETS, newer, T1)], T1)
+    assert after.ephemeral_runner_sets["ers-1"].replicas == 5
+    assert counts.live_counts(after)["ars-1"].desired == 5
+    older = arc.bumped(ers, "30", spec={"replicas": 9})
+    _, later = diff(after, [observed(EPHEMERAL_RUNNER_SETS, older, T2)], T2)
+    assert later.ephemeral_runner_sets["ers-1"].replicas == 5
+
+
+def test_an_ephemeral_runner_set_deleted_or_missing_from_a_list_is_gone(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    deleted = arc.bumped(cluster["ers"], "40")
+    _, after = diff(state, [observed(EPHEMERAL_RUNNER_SETS, deleted, T1, deleted=True)], T1)
+    assert after.ephemeral_runner_sets == {}
+    assert counts.live_counts(after)["ars-1"].desired == 0
+    inputs = full_list(state, T1, runner_sets=[cluster["ars"]], runners=[cluster["idle"]])
+    _, listed_after = diff(state, inputs, T1)
+    assert listed_after.ephemeral_runner_sets == {}
+    # an observation older than the deletion does not bring it back
+    stale = arc.bumped(cluster["ers"], "30")
+    _, still_gone = diff(after, [observed(EPHEMERAL_RUNNER_SETS, stale, T2)], T2)
+    assert still_gone.ephemeral_runner_sets == {}
+
+
+def test_counts_due_are_those_of_each_pool_that_moved_since_written(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    pool = state.runner_sets["ars-1"]
+    live = counts.live_counts(state)["ars-1"]
+    quiet = replace(pool, uid="ars-0", name="arc-quiet")
+    waiting = replace(pool, uid="ars-9", name="arc-waiting")
+    state.runner_sets = {"ars-0": quiet, "ars-9": waiting, "ars-1": pool}
+    # ars-0 has nothing new; ars-9 moved within the period; ars-1's history row is
+    # current but its pool row is not
+    state.written = {
+        "ars-0": RunnerCounts(),
+        "ars-9": RunnerCounts(current=7),
+        "ars-1": RunnerCounts(),
+    }
+    state.histories = {"ars-0": RunnerCounts(), "ars-9": RunnerCounts(current=7), "ars-1": live}
+    state.history_at = {"ars-9": T1}
+    due = counts.counts_due(state, now=T2, period=timedelta(seconds=60))
+    assert [(w.row.uid, w.new) for w in due.runner_sets] == [("ars-1", False)]
+    row = due.runner_sets[0].row
+    assert (row.last_sync_at, row.current_runners, row.busy_runners) == (T2, 2, 1)
+    assert due.history == ()
+    assert due.delta.written == {"ars-1": live}
+    assert due.delta.histories == {}
+    assert due.delta.history_at == {"ars-1": T2}
+
+
+def test_a_runner_without_a_creation_time_takes_the_name_from_its_holder(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    idle = cluster["idle"]
+    undated = arc.ephemeral_runner(
+        cluster["ers"], name=idle["metadata"]["name"], uid="er-undated", rv="82"
+    )
+    del undated["metadata"]["creationTimestamp"]
+    changes, after = diff(state, runner_events(T1, changed=[undated]), T1)
+    rows = {w.row.uid: w.row for w in changes.runners}
+    assert rows["er-idle"].is_deleted
+    assert not rows["er-undated"].is_deleted
+    assert "er-undated" in after.runners
+
+
+def test_a_name_freed_by_a_deletion_in_the_batch_is_taken_without_ending_anyone(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    idle = cluster["idle"]
+    newer = arc.ephemeral_runner(
+        cluster["ers"],
+        name=idle["metadata"]["name"],
+        uid="er-newer",
+        rv="80",
+        created="2026-11-28T09:30:00Z",
+    )
+    inputs = [
+        *runner_events(T1, deleted=[arc.bumped(idle, "79")]),
+        *runner_events(T1, changed=[newer]),
+    ]
+    changes, after = diff(state, inputs, T1)
+    rows = {w.row.uid: w.row for w in changes.runners}
+    assert (rows["er-idle"].is_deleted, rows["er-idle"].completion_source) == (True, None)
+    assert not rows["er-newer"].is_deleted
+    assert (changes.names_reused, changes.vanished, changes.deleted) == (0, 0, 1)
+    assert set(after.runners) == {"er-busy", "er-newer"}
+
+
+def test_a_deleted_pool_event_deletes_it_at_receipt_for_good(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    gone = arc.bumped(cluster["ars"], "50")
+    changes, after = diff(state, [observed(RUNNER_SETS, gone, T1, deleted=True)], T1)
+    [pool] = [w.row for w in changes.runner_sets]
+    assert (pool.status, pool.deleted_at, pool.resource_version) == ("deleted", T1, "50")
+    assert (pool.current_runners, pool.busy_runners) == (2, 1)  # the counts it had
+    assert after.runner_sets == {}
+    # a later observation of the same pool does not bring it back
+    late = arc.bumped(cluster["ars"], "60")
+    again, _ = diff(after, [observed(RUNNER_SETS, late, T2)], T2)
+    assert [(w.row.status, w.row.deleted_at) for w in again.runner_sets] in ([], [("deleted", T1)])
+
+
+def test_a_pool_missing_from_a_list_is_deleted_at_the_lists_version(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    changes, _ = diff(state, full_list(state, T1, rv="777"), T1)
+    [pool] = [w.row for w in changes.runner_sets]
+    assert (pool.status, pool.deleted_at, pool.resource_version) == ("deleted", T1, "777")
+
+
+def test_a_newer_pool_observation_keeps_the_counts_of_its_row(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    before = state.runner_sets["ars-1"]
+    newer = arc.bumped(cluster["ars"], "50", spec={"maxRunners": 40})
+    changes, after = diff(state, [observed(RUNNER_SETS, newer, T1)], T1)
+    [pool] = [w.row for w in changes.runner_sets]
+    assert (pool.max_runners, pool.resource_version, pool.status) == (40, "50", "active")
+    assert pool.counts == before.counts
+    assert after.runner_sets["ars-1"] == pool
+    # an older observation changes nothing
+    older = arc.bumped(cluster["ars"], "20", spec={"maxRunners": 3})
+    stale, _ = diff(after, [observed(RUNNER_SETS, older, T2)], T2)
+    assert stale.runner_sets == ()
+
+
+def test_a_state_loaded_from_rows_is_the_state_that_wrote_them(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    pools, runners = state.runner_sets.values(), state.runners.values()
+    again = SyncState.loaded(pools, runners)
+    assert again.runner_sets == state.runner_sets
+    assert again.runners == state.runners
+    assert again.tallies == state.tallies
+    assert again.live_names == state.live_names
+    assert again.written == {"ars-1": state.runner_sets["ars-1"].counts}
+    assert again.histories == again.written
+    older = RunnerCounts(current=9)
+    assert SyncState.loaded(pools, runners, {"ars-1": older}).histories == {"ars-1": older}
+
+
+def test_a_run_row_carries_the_runners_pool_job_and_times(cluster: dict[str, Any]) -> None:
+    state = loaded(cluster)
+    changes, _ = diff(state, listed(state, cluster, cluster["idle"], at=T2), T2)
+    assert changes.runs == (
+        WorkflowRunRow(
+            config_id=1,
+            cluster_name="prod",
+            workload_uid="er-busy",
+            workload_name="arc-linux-x64-7x9kq-runner-bbbbb",
+            workload_namespace="arc-runners",
+            runner_set_uid="ars-1",
+            runner_set_name="arc-linux-x64",
+            runner_set_namespace="arc-runners",
+            github_run_id=15320047781,
+            github_run_number=None,
+            github_job_id=None,
+            head_sha=None,
+            head_branch="main",
+            workflow_name="ci.yaml",
+            workflow_ref="acme-corp/payments-api/.github/workflows/ci.yaml@refs/heads/main",
+            workflow_path=".github/workflows/ci.yaml",
+            job_id="85cb98eb-2919-5766-872c-cc997f618c1f",
+            job_display_name="test (3.12)",
+            job_repository="acme-corp/payments-api",
+            job_assigned_at=T0,
+            completion_source="vanished",
+            workload_started_at=datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+            workload_completed_at=T2,
+            status="pending",
+            trigger_source="realtime",
+            resource_requests={"cpu": 2000, "memory": 4 * 1024**3},
+        ),
+    )
+
+
+def test_a_history_row_is_the_pools_counts_at_that_time(cluster: dict[str, Any]) -> None:
+    pool = replace(
+        loaded(cluster).runner_sets["ars-1"],
+        current_runners=1,
+        pending_runners=2,
+        running_runners=3,
+        failed_runners=4,
+        busy_runners=5,
+        desired_runners=6,
+    )
+    assert counts.history_row(pool, now=T1) == RunnerSetHistoryRow(
+        runner_set_uid="ars-1",
+        cluster_name="prod",
+        observed_at=T1,
+        current_runners=1,
+        pending_runners=2,
+        running_runners=3,
+        failed_runners=4,
+        busy_runners=5,
+        desired_runners=6,
+    )
+
+
+def test_tallies_add_and_negate_each_count() -> None:
+    one, other = Tally(1, 2, 3, 4, 5), Tally(10, 20, 30, 40, 50)
+    assert one + other == Tally(11, 22, 33, 44, 55)
+    assert -one == Tally(-1, -2, -3, -4, -5)
+    assert one + other + -other == one

@@ -111,7 +111,13 @@ def test_bad_pattern_disables_its_config_with_an_error() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "problem"),
-    [("ci[", "unclosed '['"), ("[z-a]*", "reversed range 'z-a'"), ("a[!]b", "unclosed '['")],
+    [
+        ("ci[", "unclosed '['"),
+        ("[z-a]*", "reversed range 'z-a'"),
+        ("a[!]b", "unclosed '['"),
+        ("[a][z-a]", "reversed range 'z-a'"),  # the second of two brackets
+        ("[z-a]x[ab]", "reversed range 'z-a'"),  # the first of two brackets
+    ],
 )
 def test_malformed_globs_are_rejected(pattern: str, problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):
@@ -120,7 +126,14 @@ def test_malformed_globs_are_rejected(pattern: str, problem: str) -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "value"),
-    [("[]]x", "]x"), ("[!]]x", "ax"), ("[a-]", "-"), ("release-[0-9]*", "release-1.2")],
+    [
+        ("[]]x", "]x"),
+        ("[!]]x", "ax"),
+        ("[a-]", "-"),
+        ("[-ab]x", "bx"),
+        ("a[b-b]c", "abc"),
+        ("release-[0-9]*", "release-1.2"),
+    ],
 )
 def test_well_formed_brackets(pattern: str, value: str) -> None:
     assert compile_filter(pattern).matches(value)
