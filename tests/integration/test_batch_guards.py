@@ -43,6 +43,14 @@ def runs_of(engine: Engine) -> list[dict[str, Any]]:
     return rows(engine, "github_workflow_runs")
 
 
+def busy_pool(runner_uid: str, rvs: tuple[str, str, str]) -> tuple[Any, Any, Any]:
+    """A pool (AutoscalingRunnerSet, EphemeralRunnerSet) and a runner of it with a job,
+    at these resourceVersions."""
+    ars = arc.runner_set(uid="ars", rv=rvs[0])
+    ers = arc.ephemeral_runner_set(ars, uid="ers", rv=rvs[1])
+    return ars, ers, arc.with_job(arc.ephemeral_runner(ers, uid=runner_uid, rv=rvs[2]))
+
+
 def harness_collecting_every_pool(engine: Engine, clock: SteppedClock) -> Harness:
     """A harness whose database declares one collection config for every pool."""
     store = Store(engine, cluster_name="")
@@ -55,9 +63,7 @@ def harness_collecting_every_pool(engine: Engine, clock: SteppedClock) -> Harnes
 def pool_with_a_busy_runner(
     engine: Engine, clock: SteppedClock
 ) -> tuple[Harness, MemorySource, dict[str, Any]]:
-    ars = arc.runner_set(uid="ars", rv="1")
-    ers = arc.ephemeral_runner_set(ars, uid="ers", rv="2")
-    busy = arc.with_job(arc.ephemeral_runner(ers, uid="busy", rv="3"))
+    ars, ers, busy = busy_pool("busy", ("1", "2", "3"))
     source = MemorySource([ars, ers, busy])
     source.list_version = 100
     harness = harness_collecting_every_pool(engine, clock)
@@ -118,9 +124,7 @@ def test_a_runner_gone_in_the_batch_that_brings_its_pool_stays_gone(pg_engine: E
     must not be attached and written back over the end."""
     clock = SteppedClock()
     harness = harness_collecting_every_pool(pg_engine, clock)
-    ars = arc.runner_set(uid="ars", rv="10")
-    ers = arc.ephemeral_runner_set(ars, uid="ers", rv="11")
-    runner = arc.with_job(arc.ephemeral_runner(ers, uid="early", rv="12"))
+    ars, _, runner = busy_pool("early", ("10", "11", "12"))
     harness.event("ADDED", runner)
     harness.drain()
     assert state_of(pg_engine, "early")["runner_set_id"] is None  # no pool known yet
@@ -148,9 +152,7 @@ def test_a_list_taken_before_a_deletion_does_not_rewrite_the_deleted_runners_sta
     The deleted runner must remember when its last observation arrived."""
     clock = SteppedClock()
     harness = harness_collecting_every_pool(pg_engine, clock)
-    ars = arc.runner_set(uid="ars", rv="va")
-    ers = arc.ephemeral_runner_set(ars, uid="ers", rv="vb")
-    runner = arc.with_job(arc.ephemeral_runner(ers, uid="opaque", rv="vc"))
+    ars, ers, runner = busy_pool("opaque", ("va", "vb", "vc"))
     for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
         harness.event("ADDED", obj, resource)
     harness.drain()

@@ -499,17 +499,21 @@ def test_persisted_row_of_a_completed_runner_keeps_its_completion(cluster: dict[
     assert changes.completed == 0
 
 
+def taking_the_name_of(
+    holder: dict[str, Any], cluster: dict[str, Any], *, uid: str, rv: str, created: str
+) -> dict[str, Any]:
+    """Another runner of the pool with `holder`'s name (ARC may generate one again)."""
+    name = holder["metadata"]["name"]
+    return arc.ephemeral_runner(cluster["ers"], name=name, uid=uid, rv=rv, created=created)
+
+
 def test_a_new_runner_taking_a_live_runners_name_ends_the_older_one(
     cluster: dict[str, Any],
 ) -> None:
     state = loaded(cluster)
     idle = cluster["idle"]
-    newer = arc.ephemeral_runner(
-        cluster["ers"],
-        name=idle["metadata"]["name"],
-        uid="er-newer",
-        rv="80",
-        created="2026-11-28T09:30:00Z",
+    newer = taking_the_name_of(
+        idle, cluster, uid="er-newer", rv="80", created="2026-11-28T09:30:00Z"
     )
     changes, after = diff(state, runner_events(T1, changed=[newer]), T1)
     rows = {w.row.uid: w for w in changes.runners}
@@ -528,12 +532,8 @@ def test_an_older_runner_seen_after_the_holder_of_its_name_is_recorded_gone(
 ) -> None:
     state = loaded(cluster)
     idle = cluster["idle"]
-    older = arc.ephemeral_runner(
-        cluster["ers"],
-        name=idle["metadata"]["name"],
-        uid="er-older",
-        rv="5",
-        created="2026-11-28T08:00:00Z",
+    older = taking_the_name_of(
+        idle, cluster, uid="er-older", rv="5", created="2026-11-28T08:00:00Z"
     )
     changes, after = diff(state, runner_events(T1, changed=[older]), T1)
     [write] = changes.runners
@@ -799,12 +799,8 @@ def test_a_name_freed_by_a_deletion_in_the_batch_is_taken_without_ending_anyone(
 ) -> None:
     state = loaded(cluster)
     idle = cluster["idle"]
-    newer = arc.ephemeral_runner(
-        cluster["ers"],
-        name=idle["metadata"]["name"],
-        uid="er-newer",
-        rv="80",
-        created="2026-11-28T09:30:00Z",
+    newer = taking_the_name_of(
+        idle, cluster, uid="er-newer", rv="80", created="2026-11-28T09:30:00Z"
     )
     inputs = [
         *runner_events(T1, deleted=[arc.bumped(idle, "79")]),
