@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   run the snapshotter against a local API server and show what it stored
 #   make test   install what the tests need, then run every check and test
-.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-scale bench-retention seeded-bugs test-deep mutation
+.PHONY: test test-upgrade demo setup image lock bench bench-faults bench-restarts bench-scale bench-retention seeded-bugs test-deep mutation
 
 test:
 	hack/test.sh $(ARGS)
@@ -34,6 +34,12 @@ bench:
 bench-faults:
 	hack/setup.sh
 	.venv/bin/python bench/faults.py --outages 10,30,60,120 --kills 10
+
+# API server restarts under load (docs/benchmarks.md): this tree's daemon against the
+# one before the fast watch retry, installed from git history into a cached venv.
+bench-restarts:
+	hack/setup.sh
+	.venv/bin/python bench/faults.py --outages "" --kills 0 --apiserver-restarts 3 --before c9e7551^
 
 bench-scale:
 	hack/setup.sh

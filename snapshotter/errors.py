@@ -48,6 +48,11 @@ class KubeUnreachable(KubeUnavailable):
     or restarting."""
 
 
+class KubeWarmingUp(KubeUnavailable):
+    """503 or 429 from an API server that has just started: its CRD handler or the
+    resource's watch cache is not ready yet; it answers normally a moment later."""
+
+
 class KubeInvalid(KubeUnavailable):
     """400/422: the API server refused the request itself (e.g. a name it does not
     accept). Retried like an outage, but worth telling an operator about."""

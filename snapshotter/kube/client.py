@@ -5,6 +5,10 @@ for a consistent read; recent API servers (1.31+) serve it from the watch cache.
 Pages are handed over as they arrive (`list_pages`), so memory holds one page at a
 time, never the whole list. An expired continue token (410) surfaces as
 ResourceVersionExpired: the caller restarts the list, as client-go's pager does.
+
+The client never retries an HTTP answer itself (`NO_STATUS_RETRIES`): every error
+status reaches the caller at once, and our loops (the watcher's fast retry and
+backoff, the next poll cycle, the lease renewal) decide when to try again.
 """
 
 import json
@@ -20,6 +24,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils.keepalive import tcp_keepalive_socket_options
+from urllib3.util.retry import Retry
 
 from snapshotter.errors import KubeUnavailable, ResourceVersionExpired, StartupError
 from snapshotter.kube.decode import DecodedPage, ListedObject, decode_page
@@ -45,6 +50,17 @@ class Listing:
 
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
+
+# Without `configuration.retries` the client's urllib3 pool uses urllib3's default
+# Retry (3 retries, respect_retry_after_header=True): a GET answered 413, 429 or 503
+# with a Retry-After header is repeated inside the one call, sleeping as told each
+# time. A restarted API server answers custom resource requests 503 with
+# `Retry-After: 5` until its CRD handler is ready, then watches 429 with
+# `Retry-After: 1` until the watch cache is filled: one watch call slept 5 s or more
+# without returning, hiding the restart from the watcher's 0.25 s retry. Without
+# respect_retry_after_header (and no status_forcelist) no status is retried; the
+# other retries stay urllib3's: immediate, on a new connection.
+NO_STATUS_RETRIES = Retry(3, respect_retry_after_header=False)
 
 
 def _kubeconfig_file(kubeconfig: Path | None) -> str:
@@ -91,6 +107,7 @@ def load_api_client(*, kubeconfig: Path | None, context: str | None) -> Any:
     # TCP keepalive probes notice a watch connection that died silently (idle 30 s,
     # then 3 probes 10 s apart); the watch's read timeout is the second line of defence.
     configuration.socket_options = tcp_keepalive_socket_options(idle=30, interval=10, count=3)
+    configuration.retries = NO_STATUS_RETRIES
     return k8s.ApiClient(configuration)
 
 

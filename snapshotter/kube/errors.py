@@ -17,6 +17,7 @@ from snapshotter.errors import (
     KubeNotFound,
     KubeUnavailable,
     KubeUnreachable,
+    KubeWarmingUp,
     ResourceVersionExpired,
 )
 
@@ -24,6 +25,17 @@ from snapshotter.errors import (
 # (e.g. after an etcd restore or a lagging replica) is answered 504 with this text;
 # client-go relists from scratch, and so do we.
 TOO_LARGE_RV = "Too large resource version"
+
+# A restarted API server, once its authorizer is ready, still refuses custom
+# resources for a moment: 503 with `Retry-After: 5` until its CRD handler knows
+# every served CRD, then, for a watch, 429 with `Retry-After: 1` until the watch
+# cache of the resource is filled (a second or so, longer under load). Both say so
+# in the message; other 429s and 503s (priority and fairness shedding load, an
+# overloaded or stopping server) are not a server coming back and back off.
+WARMING_UP = {
+    429: "storage is (re)initializing",
+    503: "before all known HTTP paths have been installed",
+}
 
 
 _BY_STATUS: dict[int, type[KubeError]] = {
@@ -44,6 +56,8 @@ def error_from(e: ApiException, *, invalid_is_conflict: bool = False) -> KubeErr
         return ResourceVersionExpired(detail)
     if status == 504 and TOO_LARGE_RV in str(e.body or ""):  # noqa: PLR2004
         return ResourceVersionExpired(f"{detail}: {TOO_LARGE_RV.lower()}")
+    if status in WARMING_UP and WARMING_UP[status] in str(e.body or ""):
+        return KubeWarmingUp(f"{detail}: {WARMING_UP[status]}")
     if status == 422 and invalid_is_conflict:  # noqa: PLR2004
         # 422 on a JSON patch: one of its `test` operations failed (the object changed)
         return KubeConflict(detail)

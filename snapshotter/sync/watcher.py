@@ -8,10 +8,11 @@ relisting. `410 Gone` / "too old resource version" (etcd compacted past the resu
 point) or 504 "too large resource version" -> relist. An event refused by a full
 pending queue -> wait for room, then relist. Any other error -> wait with jittered
 backoff and resume from the last resourceVersion. An API server that restarts first
-refuses connections, then answers 403 while its RBAC warms up: those are retried
-every `fast_retry_seconds` for `fast_retry_window_seconds`, because every second
-before the watch is back is a second in which a short-lived runner goes unseen;
-other errors, or these lasting longer, back off. The loop never dies on an error;
+refuses connections, then answers 403 while its RBAC warms up, 503 while it installs
+the CRDs' paths and 429 while it fills its watch cache: those are retried every
+`fast_retry_seconds` for `fast_retry_window_seconds`, because every second before
+the watch is back is a second in which a short-lived runner goes unseen; other
+errors, or these lasting longer, back off. The loop never dies on an error;
 only `stop()` ends it.
 """
 
@@ -27,6 +28,7 @@ from snapshotter.errors import (
     KubeError,
     KubeForbidden,
     KubeUnreachable,
+    KubeWarmingUp,
     ResourceVersionExpired,
     SnapshotterError,
 )
@@ -76,9 +78,10 @@ class WatchTuning:
 
 
 def is_server_coming_back(error: SnapshotterError) -> bool:
-    """No answer at all, or 403 from an API server whose authorizer is not ready yet:
-    what a restarting API server looks like in its first seconds."""
-    return isinstance(error, KubeUnreachable | KubeForbidden)
+    """No answer at all, 403 from an API server whose authorizer is not ready yet,
+    or 503/429 while it installs the CRDs and fills its watch cache: what a
+    restarting API server looks like in its first seconds."""
+    return isinstance(error, KubeUnreachable | KubeForbidden | KubeWarmingUp)
 
 
 class BufferFull(SnapshotterError):

@@ -1,4 +1,5 @@
-"""The previous schema head's snapshotter, installed on its own, for upgrade tests.
+"""An earlier version's snapshotter, installed on its own, for upgrade tests (the
+previous schema head) and before/after benchmarks (any commit).
 
 "Previous" is the code at the commit that added the migration before the current
 head: the version a rolling upgrade replaces. Its tree is taken with `git archive`
@@ -84,12 +85,10 @@ def _install(commit: str, home: Path) -> None:
     )
 
 
-def installed_previous_version() -> PreviousVersion:
-    """The previous schema head's snapshotter, installed (once per commit)."""
-    revision, path = previous_head()
-    commit = _git("log", "-1", "--format=%H", "--", str(path.relative_to(REPO)))
-    if not commit:
-        raise RuntimeError(f"no commit added {path.name}: is the clone shallow?")
+def installed_version(commit: str) -> tuple[str, Path]:
+    """The snapshotter of `commit` (any name git resolves), installed once per commit:
+    its full hash and its console script."""
+    commit = _git("rev-parse", "--verify", f"{commit}^{{commit}}")
     home = CACHE / commit
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / f"{commit}.lock").open("w") as lock:
@@ -97,4 +96,14 @@ def installed_previous_version() -> PreviousVersion:
         if not (home / "complete").exists():
             _install(commit, home)
             (home / "complete").touch()
-    return PreviousVersion(revision, commit, home / "venv" / "bin" / "snapshotter")
+    return commit, home / "venv" / "bin" / "snapshotter"
+
+
+def installed_previous_version() -> PreviousVersion:
+    """The previous schema head's snapshotter, installed (once per commit)."""
+    revision, path = previous_head()
+    commit = _git("log", "-1", "--format=%H", "--", str(path.relative_to(REPO)))
+    if not commit:
+        raise RuntimeError(f"no commit added {path.name}: is the clone shallow?")
+    commit, snapshotter = installed_version(commit)
+    return PreviousVersion(revision, commit, snapshotter)

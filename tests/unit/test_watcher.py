@@ -17,6 +17,7 @@ from snapshotter.errors import (
     KubeForbidden,
     KubeUnavailable,
     KubeUnreachable,
+    KubeWarmingUp,
     ResourceVersionExpired,
 )
 from snapshotter.kube import resources
@@ -200,8 +201,9 @@ def test_a_full_queue_relists_instead_of_losing_the_event() -> None:
 
 
 def test_an_api_server_coming_back_is_retried_fast_then_with_backoff() -> None:
-    """Connection refused, then 403 while the restarted server's RBAC warms up: a
-    fast retry, for a bounded time; any other error backs off at once."""
+    """Connection refused, then 403 while the restarted server's RBAC warms up, then
+    503/429 until its CRDs are served and its watch cache filled: a fast retry, for
+    a bounded time; any other error backs off at once."""
     tuning = WatchTuning(fast_retry_seconds=0.25, fast_retry_window_seconds=0.3)
     watcher = Watcher(
         source=FakeSource([], threading.Event()),
@@ -217,6 +219,9 @@ def test_an_api_server_coming_back_is_retried_fast_then_with_backoff() -> None:
     warming = KubeForbidden("watch: HTTP 403 Forbidden")
     assert watcher.retry_delay(refused) == 0.25
     assert watcher.retry_delay(warming) == 0.25
+    assert (
+        watcher.retry_delay(KubeWarmingUp("watch: HTTP 429: storage is (re)initializing")) == 0.25
+    )
     threading.Event().wait(0.35)  # longer than the fast window: a real problem
     assert watcher.retry_delay(warming) == 3.0
     assert watcher.retry_delay(KubeUnavailable("HTTP 500")) == 3.0
