@@ -119,8 +119,15 @@ BUGS = (
     Bug(
         "a deleted runner forgets when its last observation arrived",
         "snapshotter/diff/state.py",
-        "            state.gone.note_seq(uid, seq)",
+        "            state.gone.note_seq(uid, last)",
         "            pass",
+        (GUARDS, INTERLEAVINGS),
+    ),
+    Bug(
+        "an older observation ignored moves the stored arrival order back",
+        "snapshotter/diff/state.py",
+        "        state.seqs[uid] = max(seq, state.seqs.get(uid, 0))",
+        "        state.seqs[uid] = seq",
         (GUARDS, INTERLEAVINGS),
     ),
     Bug(

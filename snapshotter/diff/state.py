@@ -181,8 +181,11 @@ def apply_delta(state: SyncState, delta: StateDelta) -> None:
     state.written.update(delta.written)
     state.histories.update(delta.histories)
     state.history_at.update(delta.history_at)
-    state.seqs.update(delta.seqs)
+    for uid, seq in delta.seqs.items():
+        # an older observation ignored in this batch must not move the arrival order
+        # of what is stored back: the next one would then look newer than it is
+        state.seqs[uid] = max(seq, state.seqs.get(uid, 0))
     for uid in (*delta.runners.gone, *delta.runner_sets.gone):
-        seq = state.seqs.pop(uid, None)
-        if seq:
-            state.gone.note_seq(uid, seq)
+        last = state.seqs.pop(uid, None)
+        if last:
+            state.gone.note_seq(uid, last)

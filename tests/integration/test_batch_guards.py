@@ -166,3 +166,23 @@ def test_a_list_taken_before_a_deletion_does_not_rewrite_the_deleted_runners_sta
     harness.drain()
     row = state_of(pg_engine, "opaque")
     assert (row["phase"], row["resource_version"], row["is_deleted"]) == ("Failed", "ve", True)
+
+
+def test_lists_taken_before_a_change_never_bring_the_older_state_back(pg_engine: Engine) -> None:
+    """Where resourceVersions are not integers, two lists taken before a runner
+    changed, handed over after the change was stored, are both older: ignoring the
+    first must not make the second look newer."""
+    clock = SteppedClock()
+    harness = harness_collecting_every_pool(pg_engine, clock)
+    ars, ers, runner = busy_pool("opaque", ("va", "vb", "vc"))
+    for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
+        harness.event("ADDED", obj, resource)
+    harness.drain()
+    tokens = [harness.begin_list(), harness.begin_list()]  # two lists see it as it is
+    harness.event("MODIFIED", arc.bumped(runner, "vd", status={"phase": "Failed"}))
+    harness.drain()
+    for token in tokens:  # ... and reach the writer after the change, one by one
+        harness.hand_list(MemorySource([ars, ers, runner]), token=token)
+        harness.drain()
+    row = state_of(pg_engine, "opaque")
+    assert (row["phase"], row["resource_version"]) == ("Failed", "vd")
