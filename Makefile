@@ -51,7 +51,7 @@ seeded-bugs:
 
 test-deep:
 	hack/setup.sh
-	INTERLEAVING_EXAMPLES=3000 .venv/bin/pytest -q -s tests/integration/test_interleavings.py
+	INTERLEAVING_SEED=random INTERLEAVING_EXAMPLES=3000 .venv/bin/pytest -q -s tests/integration/test_interleavings.py
 
 # Retention's deletion rate and its cost to the writer on a 10-million-row history,
 # and the rows and bytes each table gains per day (docs/benchmarks.md).
