@@ -51,6 +51,15 @@ def busy_pool(runner_uid: str, rvs: tuple[str, str, str]) -> tuple[Any, Any, Any
     return ars, ers, arc.with_job(arc.ephemeral_runner(ers, uid=runner_uid, rv=rvs[2]))
 
 
+def opaque_pool_seen_by_the_watch(harness: Harness) -> tuple[Any, Any, Any]:
+    """A busy pool with non-integer resourceVersions, stored from its ADDED events."""
+    ars, ers, runner = busy_pool("opaque", ("va", "vb", "vc"))
+    for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
+        harness.event("ADDED", obj, resource)
+    harness.drain()
+    return ars, ers, runner
+
+
 def harness_collecting_every_pool(engine: Engine, clock: SteppedClock) -> Harness:
     """A harness whose database declares one collection config for every pool."""
     store = Store(engine, cluster_name="")
@@ -152,10 +161,7 @@ def test_a_list_taken_before_a_deletion_does_not_rewrite_the_deleted_runners_sta
     The deleted runner must remember when its last observation arrived."""
     clock = SteppedClock()
     harness = harness_collecting_every_pool(pg_engine, clock)
-    ars, ers, runner = busy_pool("opaque", ("va", "vb", "vc"))
-    for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
-        harness.event("ADDED", obj, resource)
-    harness.drain()
+    ars, ers, runner = opaque_pool_seen_by_the_watch(harness)
     token = harness.begin_list()  # a list taken now shows the runner as it is ...
     listed = MemorySource([ars, ers, runner])
     failed = arc.bumped(runner, "vd", status={"phase": "Failed"})
@@ -174,10 +180,7 @@ def test_lists_taken_before_a_change_never_bring_the_older_state_back(pg_engine:
     first must not make the second look newer."""
     clock = SteppedClock()
     harness = harness_collecting_every_pool(pg_engine, clock)
-    ars, ers, runner = busy_pool("opaque", ("va", "vb", "vc"))
-    for resource, obj in ((POOLS, ars), (resources.EPHEMERAL_RUNNER_SETS, ers), (RUNNERS, runner)):
-        harness.event("ADDED", obj, resource)
-    harness.drain()
+    ars, ers, runner = opaque_pool_seen_by_the_watch(harness)
     tokens = [harness.begin_list(), harness.begin_list()]  # two lists see it as it is
     harness.event("MODIFIED", arc.bumped(runner, "vd", status={"phase": "Failed"}))
     harness.drain()
