@@ -211,14 +211,18 @@ class Transaction:
     def _runners(self, writes: tuple[RowWrite[RunnerStateRow], ...]) -> None:
         """Known rows first (a runner's end included), then names freed, then new rows:
         on a table keyed by name, a new uid takes a name only after the runner that
-        had it is recorded as gone; one first seen already superseded keeps none."""
+        had it is recorded as gone; one first seen already superseded keeps none, nor
+        does one whose row a newer runner took since."""
         keyed_by_name = self.statements.free_names is not None
         known = [w for w in writes if not w.new]
         fresh = [w for w in writes if w.new and not (keyed_by_name and w.superseded)]
         for group in (known, fresh):
-            if not group:
-                continue
             rows = [self._fit(RUNNERS_TABLE, self._runner_values(w.row)) for w in group]
+            if keyed_by_name and group is known:
+                rowless = names.without_own_row(self.conn, RUNNERS_TABLE, rows)
+                rows = [r for r in rows if r["uid"] not in rowless]
+            if not rows:
+                continue
             if group is fresh and self.statements.free_names is not None:
                 names.free(self.conn, self.statements.free_names, rows)
             self.conn.execute(self.statements.runners, rows)

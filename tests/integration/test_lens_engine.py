@@ -76,3 +76,24 @@ def test_a_runner_seen_before_its_pool_and_gone_with_it_has_one_run(adopted: Eng
     state = next(r for r in rows(adopted, "github_ephemeral_runner_states") if r["uid"] == "u3")
     assert state["resource_version"] == "30"
     assert state["is_deleted"] is True
+
+
+def test_a_job_learned_after_a_reused_name_took_the_row_keeps_its_run(adopted: Engine) -> None:
+    """u1's end is recorded when u2 takes its name, and the row goes to u2; a list
+    taken before that, handed over after, shows u1 with a job. The job is u1's run
+    (u1 has no row left to update, and that must not refuse the object)."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    idle = arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10")
+    harness.poll(MemorySource([ars, ers, idle]))
+    token = harness.begin_list()  # a list taken now sees u1 with its job ...
+    listed = MemorySource([ars, ers, arc.with_job(arc.bumped(idle, "15"))])
+    harness.event("ADDED", arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20"))
+    harness.drain()  # ... u2 takes the name, so u1 is gone and its row is u2's
+    harness.hand_list(listed, token=token)  # the list reaches the writer last
+    harness.drain()
+
+    assert [r["workload_uid"] for r in our_runs(adopted)] == ["u1"]
+    assert rows(adopted, "snapshotter_rejects") == []
+    named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
+    assert [r["uid"] for r in named] == ["u2"]
