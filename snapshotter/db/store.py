@@ -78,6 +78,7 @@ class Store:
         timeout: float = 60.0,
         runner_kinds: RunnerKinds = ALL_LAUNCHERS,
         collection_tasks: bool = False,
+        shape: Statements | None = None,
     ) -> None:
         self.engine = engine
         self.cluster_name = cluster_name
@@ -85,7 +86,9 @@ class Store:
         self.runner_kinds = runner_kinds
         self.collection_tasks = collection_tasks
         self.insert = _dialect_insert(engine.dialect.name)
-        self._statements: Statements | None = None
+        # the tables' shape, read at the first call unless a store on the same
+        # database already read it (a schema changes only by migrating, before start)
+        self._statements: Statements | None = shape
         self._set_ids: dict[str, int] = {}
         self._deadline = Deadline(timeout, on_timeout=engine.dispose)
         self.fence: int | None = None  # the leader epoch every write must still hold

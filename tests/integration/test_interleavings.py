@@ -53,6 +53,7 @@ from sqlalchemy import Engine, text
 from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store
+from snapshotter.db.upserts import Statements
 from snapshotter.errors import SnapshotterError
 from snapshotter.kube import resources
 from snapshotter.kube.client import Page
@@ -331,6 +332,7 @@ class Interleavings(RuleBasedStateMachine):
         self.previous: dict[str, dict[str, Any]] = {}
         self.previous_runs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.harness: Harness | None = None
+        self.shape: Statements | None = None
         self.dirty = True
         self._offered: Any = None
         self.retry_pending = False
@@ -374,7 +376,9 @@ class Interleavings(RuleBasedStateMachine):
             clock=self.clock,
             batch_max=self.mode.batch,
             cap=self.mode.cap,
+            shape=self.shape,  # the example's schema, read by its first daemon
         )
+        self.shape = self.harness.store.statements
         self.harness.store.take_leadership(f"replica-{self.restarts}", now=self.clock())
         self.harness.applier.load()
         if before_reconciling is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from snapshotter.clock import Clock
 from snapshotter.db.store import Store
+from snapshotter.db.upserts import Statements
 from snapshotter.diff.observed import Observed
 from snapshotter.diff.runner_kinds import ALL_LAUNCHERS, RunnerKinds
 from snapshotter.kube import resources
@@ -60,6 +61,7 @@ class Harness:
         runner_kinds: RunnerKinds = ALL_LAUNCHERS,
         collection_tasks: bool = False,
         store_timeout: float = 30,
+        shape: Statements | None = None,
     ) -> None:
         self.clock = clock
         self.store = Store(
@@ -68,6 +70,7 @@ class Harness:
             timeout=store_timeout,
             runner_kinds=runner_kinds,
             collection_tasks=collection_tasks,
+            shape=shape,
         )
         self.applier = Applier(
             self.store,
