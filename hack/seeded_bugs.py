@@ -138,6 +138,13 @@ BUGS = (
         (INTERLEAVINGS,),
     ),
     Bug(
+        "a late fact about a runner whose name a newer one took is written over that name",
+        "snapshotter/db/upserts.py",
+        "                rows = [r for r in rows if r[\"uid\"] not in rowless]\n",
+        "",
+        ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
+    ),
+    Bug(
         "a runner being deleted is skipped as unchanged by a list",
         "snapshotter/sync/intake.py",
         "                        and not item.terminating\n",
