@@ -226,7 +226,9 @@ class Transaction:
             if group is fresh and self.statements.free_names is not None:
                 names.free(self.conn, self.statements.free_names, rows)
             self.conn.execute(self.statements.runners, rows)
-        self._count(RUNNERS_TABLE, [w.new for w in writes])
+            self.counts.add(
+                RUNNERS_TABLE.name, "inserted" if group is fresh else "updated", len(rows)
+            )
 
     def _runs_to_write(self, runs: tuple[WorkflowRunRow, ...]) -> list[WorkflowRunRow]:
         """All of them; one per runner where the table is keyed by runner (Lens), for
