@@ -58,9 +58,12 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 # `Retry-After: 5` until its CRD handler is ready, then watches 429 with
 # `Retry-After: 1` until the watch cache is filled: one watch call slept 5 s or more
 # without returning, hiding the restart from the watcher's 0.25 s retry. Without
-# respect_retry_after_header (and no status_forcelist) no status is retried; the
-# other retries stay urllib3's: immediate, on a new connection.
-NO_STATUS_RETRIES = Retry(3, respect_retry_after_header=False)
+# respect_retry_after_header (and no status_forcelist) no status is retried.
+# A read error (a timeout, a connection closed mid-answer) is not retried either: urllib3
+# would send the GET again three times, so a server that accepts and never answers held
+# one call for four request timeouts (a lease renewal past its deadline). Connection
+# errors (nothing sent yet) are still retried at once, on a new connection.
+NO_STATUS_RETRIES = Retry(3, read=0, respect_retry_after_header=False)
 
 
 def _kubeconfig_file(kubeconfig: Path | None) -> str:

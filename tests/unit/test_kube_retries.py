@@ -4,13 +4,17 @@ The real kubernetes client and urllib3 objects are built from a kubeconfig and
 asked what they would do with an answer; no request is sent.
 """
 
+import contextlib
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from snapshotter.errors import KubeUnavailable, KubeWarmingUp
-from snapshotter.kube.client import load_api_client
+from snapshotter.kube import resources
+from snapshotter.kube.client import KubeClient, load_api_client
 from snapshotter.kube.errors import error_from
 
 SERVER = "https://127.0.0.1:6443"
@@ -61,3 +65,46 @@ def test_other_429_and_503_answers_are_not_warming_up() -> None:
     for error in (shed, unavailable):
         assert isinstance(error, KubeUnavailable)
         assert not isinstance(error, KubeWarmingUp)
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that reads each request and never answers, as a hung
+    API server (or a black-holed path after the handshake) does; it counts requests."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                conn.recv(65536)
+                self.requests += 1
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_request_the_server_never_answers_is_sent_once(tmp_path: Path) -> None:
+    """A read timeout reaches the caller after one request timeout: urllib3 would
+    send the GET again on a new connection three more times (four timeouts in one
+    call), holding a list, or a lease renewal past its deadline, for minutes."""
+    server = SilentServer()
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG.replace(SERVER, f"http://127.0.0.1:{server.port}"))
+    client = KubeClient(load_api_client(kubeconfig=path, context=None), request_timeout=0.2)
+    try:
+        with pytest.raises(KubeUnavailable):
+            client.list_all(resources.EPHEMERAL_RUNNERS)
+        assert server.requests == 1
+    finally:
+        client.close()
+        server.close()
