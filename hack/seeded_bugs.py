@@ -140,8 +140,15 @@ BUGS = (
     Bug(
         "a late fact about a runner whose name a newer one took is written over that name",
         "snapshotter/db/upserts.py",
-        "                rows = [r for r in rows if r[\"uid\"] not in rowless]\n",
-        "",
+        "    return [r for r in rows if r[\"uid\"] not in rowless]\n",
+        "    return rows\n",
+        ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
+    ),
+    Bug(
+        "an older runner learned late takes the row of a newer one of its name",
+        "snapshotter/db/names.py",
+        "                        t.creation_timestamp <= created,\n",
+        "                        True,\n",
         ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
     ),
     Bug(

@@ -67,10 +67,10 @@ class LiveTable:
     def _means_unknown(self, name: str, value: Any) -> bool:
         if name in self.zeros:
             return bool(value == self.zeros[name])
-        return isinstance(value, datetime) and _is_zero_time(value)
+        return isinstance(value, datetime) and is_zero_time(value)
 
 
-def _is_zero_time(value: datetime) -> bool:
+def is_zero_time(value: datetime) -> bool:
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return aware < ZERO_TIME_BEFORE
 

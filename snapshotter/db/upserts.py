@@ -209,22 +209,21 @@ class Transaction:
         self._count(RUNNER_SETS_TABLE, [w.new for w in changes.runner_sets])
 
     def _runners(self, writes: tuple[RowWrite[RunnerStateRow], ...]) -> None:
-        """Known rows first (a runner's end included), then names freed, then new rows:
-        on a table keyed by name, a new uid takes a name only after the runner that
-        had it is recorded as gone; one first seen already superseded keeps none, nor
-        does one whose row a newer runner took since."""
+        """Known rows first (a runner's end included), then new rows: on a table keyed
+        by name, a new uid takes a name only after the runner that had it is recorded
+        as gone; one first seen already superseded keeps none, nor does one whose name
+        a newer runner holds (`names`)."""
         keyed_by_name = self.statements.free_names is not None
         known = [w for w in writes if not w.new]
         fresh = [w for w in writes if w.new and not (keyed_by_name and w.superseded)]
         for group in (known, fresh):
             rows = [self._fit(RUNNERS_TABLE, self._runner_values(w.row)) for w in group]
-            if keyed_by_name and group is known:
-                rowless = names.without_own_row(self.conn, RUNNERS_TABLE, rows)
-                rows = [r for r in rows if r["uid"] not in rowless]
+            if self.statements.free_names is not None:
+                rows = names.holding_their_names(
+                    self.conn, RUNNERS_TABLE, self.statements.free_names, rows, new=group is fresh
+                )
             if not rows:
                 continue
-            if group is fresh and self.statements.free_names is not None:
-                names.free(self.conn, self.statements.free_names, rows)
             self.conn.execute(self.statements.runners, rows)
             self.counts.add(
                 RUNNERS_TABLE.name, "inserted" if group is fresh else "updated", len(rows)

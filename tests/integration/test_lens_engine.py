@@ -97,3 +97,27 @@ def test_a_job_learned_after_a_reused_name_took_the_row_keeps_its_run(adopted: E
     assert rows(adopted, "snapshotter_rejects") == []
     named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
     assert [r["uid"] for r in named] == ["u2"]
+
+
+def test_an_older_runner_learned_late_never_takes_the_newer_ones_row(adopted: Engine) -> None:
+    """u2 took the name after u1 and is gone, its row kept; a list taken before shows
+    u1, which the next list does not. Lens keeps the newest runner's row per name:
+    u1's job is its run, and the row stays u2's."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    harness.poll(MemorySource([ars, ers]))
+    token = harness.begin_list()  # a list taken now sees u1 with its job ...
+    older = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="15"))
+    listed = MemorySource([ars, ers, older])
+    newer = arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20", created="2026-11-28T09:05:00Z")
+    harness.event("ADDED", newer)  # ... then u1 is gone, and u2 comes and goes
+    harness.event("DELETED", arc.bumped(newer, "21"))
+    harness.drain()
+    harness.hand_list(listed, token=token)  # the list reaches the writer last
+    harness.drain()
+    harness.poll(MemorySource([ars, ers]))  # u1 is gone from the next list
+
+    assert [r["workload_uid"] for r in our_runs(adopted)] == ["u1"]
+    assert rows(adopted, "snapshotter_rejects") == []
+    named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
+    assert [r["uid"] for r in named] == ["u2"]

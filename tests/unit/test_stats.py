@@ -199,8 +199,9 @@ def test_rejections_and_lease_errors_are_counted_from_zero() -> None:
 def run_watcher(scripts: list[Script], stats: SyncStats) -> None:
     """A watcher over scripted watch requests, until the script is over."""
     stop = threading.Event()
+    source = FakeSource(scripts, stop)
     watcher = Watcher(
-        source=FakeSource(scripts, stop),
+        source=source,
         intake=Intake(PendingQueue(cap=100), lambda _r, _u: None, ParseReport(), lambda: T0),
         liveness=WatchLiveness(),
         resource=resources.EPHEMERAL_RUNNERS,
@@ -210,6 +211,7 @@ def run_watcher(scripts: list[Script], stats: SyncStats) -> None:
         resume_from="1",
     )
     watcher._backoff.maximum = watcher._backoff.initial = 0.001
+    source.on_over = watcher.stop
 
     def stop_when_over() -> None:
         stop.wait(10)

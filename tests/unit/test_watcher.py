@@ -6,7 +6,7 @@ hands over is read from a real pending queue.
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,9 @@ class FakeSource:
     stop: threading.Event
     lists: int = 0
     watched_from: list[str] = field(default_factory=list)
+    # called by the closing request, in the watcher's thread: stopping it there, not
+    # from another thread, leaves no time for one more request
+    on_over: Callable[[], None] | None = None
 
     def list_pages(self, resource: Resource, namespace: str | None = None) -> Iterator[Page]:
         self.lists += 1
@@ -82,6 +85,8 @@ class FakeSource:
         self.watched_from.append(resource_version)
         if not self.scripts:
             self.stop.set()
+            if self.on_over is not None:
+                self.on_over()
             return Script([], KubeUnavailable("script over"))
         return self.scripts.pop(0)
 
@@ -130,6 +135,7 @@ def run(scripts: list[Script], resume_from: str | None = None, cap: int = 100) -
         resume_from=resume_from,
     )
     watcher._backoff.maximum = watcher._backoff.initial = 0.001
+    source.on_over = watcher.stop
     stopper = stop_when(stop, watcher)
     watcher.run()
     stopper.join()
