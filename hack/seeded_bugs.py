@@ -139,8 +139,8 @@ BUGS = (
     ),
     Bug(
         "a late fact about a runner whose name a newer one took is written over that name",
-        "snapshotter/db/upserts.py",
-        "    return [r for r in rows if r[\"uid\"] not in rowless]\n",
+        "snapshotter/db/names.py",
+        '    return [r for r in rows if r["uid"] not in rowless]\n',
         "    return rows\n",
         ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
     ),
@@ -170,7 +170,9 @@ def scratch_copy(into: Path) -> Path:
     shutil.copytree(
         ROOT,
         copy,
-        ignore=shutil.ignore_patterns(".venv", ".testbin", ".git", "__pycache__", "*.db"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".testbin", ".git", "__pycache__", "*.db", ".hypothesis", "mutants"
+        ),
         symlinks=True,
     )
     (copy / ".testbin").symlink_to(ROOT / ".testbin")
