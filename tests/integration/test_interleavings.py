@@ -334,6 +334,7 @@ class Interleavings(RuleBasedStateMachine):
         self.previous: dict[str, dict[str, Any]] = {}
         self.previous_runs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.harness: Harness | None = None
+        self.settled = False  # everything cured, retried and relisted (teardown)
         self.shape: Statements | None = None
         self.dirty = True
         self._offered: Any = None
@@ -1147,6 +1148,13 @@ class Interleavings(RuleBasedStateMachine):
 
     def _compare_runners(self, states: dict[str, dict[str, Any]]) -> None:
         expected = self._expected_states()
+        if self.mode.lens and not self.settled:
+            # Which runner's row holds a name while the end of the runner that had it
+            # is refused is the engine's to choose until the retry: every row of such a
+            # name is compared once everything is settled
+            held_back = self._names_of_refused_runners()
+            states = {u: r for u, r in states.items() if r["name"] not in held_back}
+            expected = {u: r for u, r in expected.items() if r.name not in held_back}
         odd = set(states) ^ set(expected)
         assert not odd, f"runner rows {sorted(states)} != oracle {sorted(expected)}\n" + "\n".join(
             self._trace(uid) for uid in sorted(odd)
@@ -1179,6 +1187,18 @@ class Interleavings(RuleBasedStateMachine):
             if row["completion_source"] is not None:
                 assert row["is_completed"], f"{uid}: a completion source without completion"
             self._compare_link(uid, row["runner_set_id"], runner, pools)
+
+    def _names_of_refused_runners(self) -> set[str]:
+        """The names of runners whose observations the database refused, held for a
+        retry (as the daemon was shown them)."""
+        held: set[str] = set()
+        for (resource, uid), signals in self.oracle.rejected.items():
+            if resource != RUNNERS:
+                continue
+            held.update(s.obj["metadata"]["name"] for s in signals if s.obj is not None)
+            if uid in self.oracle.runners:
+                held.add(self.oracle.runners[uid].name)
+        return held
 
     def _trace(self, uid: str) -> str:
         """What the oracle saw of this runner, of others with its name, and what the
@@ -1270,6 +1290,7 @@ class Interleavings(RuleBasedStateMachine):
         assert not self.h.queue.pending_keys(), "work left after settling"
         self.h.applier.flush(force=True)
         self.dirty = True
+        self.settled = True
         self.tables_agree_with_the_oracle()
         self._compare_with_the_cluster()
         self._compare_counts()

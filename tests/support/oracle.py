@@ -538,9 +538,13 @@ class Oracle:
         freed = [r for r in holders if r.created < runner.created]
         wrote_state = before is None or before.tracked() != runner.tracked()
         new_runs = runner.runs.keys() - (before.runs.keys() if before else set())
-        if (wrote_state and self.poisoned("github_ephemeral_runner_states", runner.name)) or (
-            new_runs and self.poisoned("github_workflow_runs", runner.name)
+        if (
+            (wrote_state and self.poisoned("github_ephemeral_runner_states", runner.name))
+            or (new_runs and self.poisoned("github_workflow_runs", runner.name))
+            or any(self._end_refused(other, at=signals[0].at) for other in freed)
         ):
+            # the end of a runner whose name this one takes is written with it: a
+            # refused end holds this runner's observation too (retried together)
             self._reject((RUNNERS, uid), signals)
             return
         self.runners[uid] = runner
@@ -685,6 +689,17 @@ class Oracle:
         if not runner.has_job:
             self.cover.hit("run of a runner without job fields")
         self.cover.hit("run rows written")
+
+    def _end_refused(self, runner: Runner, *, at: datetime) -> bool:
+        """Whether the database refuses what recording `runner` gone writes: its
+        state, or a run row for its job."""
+        ended, counts = copy.deepcopy(runner), dict(self.cover.counts)
+        self._vanish(ended, at=at)
+        self.cover.counts = counts  # only a look ahead: nothing was reached
+        return self.poisoned("github_ephemeral_runner_states", runner.name) or bool(
+            ended.runs.keys() - runner.runs.keys()
+            and self.poisoned("github_workflow_runs", runner.name)
+        )
 
     def _vanish(self, runner: Runner, *, at: datetime) -> None:
         """Another uid holds its name: the runner is gone (and recorded first)."""
