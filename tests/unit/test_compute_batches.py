@@ -175,3 +175,106 @@ def test_counts_of_a_new_pool_count_runners_seen_before_it(cluster: dict[str, An
     changes, state = diff(state, [observed(RUNNER_SETS, cluster["ars"], T1)], T1)
     assert changes.runner_sets[0].row.counts == RunnerCounts(current=1, running=1, busy=1)
     assert counts.live_counts(state)["ars-1"] == RunnerCounts(current=1, running=1, busy=1)
+
+
+def test_a_name_taken_within_the_first_batch_leaves_one_live_runner(
+    cluster: dict[str, Any],
+) -> None:
+    """A list showing a runner and the newer one that took its name (the older one
+    has not left the list yet): one insert each, the older one gone, counted once."""
+    name = cluster["idle"]["metadata"]["name"]
+    newer = arc.ephemeral_runner(
+        cluster["ers"], name=name, uid="er-newer", rv="80", created="2026-11-28T09:30:00Z"
+    )
+    batch = [
+        observed(RUNNER_SETS, cluster["ars"], T0),
+        observed(EPHEMERAL_RUNNER_SETS, cluster["ers"], T0),
+        *runner_events(T0, changed=[cluster["idle"], newer, cluster["busy"]]),
+    ]
+    changes, after = diff(SyncState(), batch, T0)
+    writes = [(w.row.uid, w.new, w.superseded, w.row.is_deleted) for w in changes.runners]
+    assert writes == [
+        ("er-idle", True, False, True),
+        ("er-newer", True, False, False),
+        ("er-busy", True, False, False),
+    ]
+    assert changes.runner_sets[0].row.current_runners == 2
+    assert (changes.names_reused, changes.vanished, changes.deleted) == (1, 1, 1)
+    assert set(after.runners) == {"er-newer", "er-busy"}
+    assert after.tallies["ars-1"].current == 2
+
+
+def test_an_older_runner_listed_after_the_holder_of_its_name_is_gone_at_first_sight(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    name = cluster["idle"]["metadata"]["name"]
+    older = arc.ephemeral_runner(
+        cluster["ers"], name=name, uid="er-older", rv="5", created="2026-11-28T08:00:00Z"
+    )
+    changes, _ = diff(state, runner_events(T1, changed=[older]), T1)
+    [write] = changes.runners
+    assert (write.new, write.superseded, write.row.is_deleted) == (True, True, True)
+    assert (write.row.first_seen_at, write.row.last_seen_at) == (T1, T1)
+
+
+def test_a_runner_whose_name_was_taken_stays_gone_when_its_update_follows(
+    cluster: dict[str, Any],
+) -> None:
+    """In one batch: the newer runner with the idle one's name, then an update of
+    the idle one (received before it was replaced)."""
+    state = loaded(cluster)
+    name = cluster["idle"]["metadata"]["name"]
+    newer = arc.ephemeral_runner(
+        cluster["ers"], name=name, uid="er-newer", rv="80", created="2026-11-28T09:30:00Z"
+    )
+    update = arc.bumped(cluster["idle"], "79", status={"ready": False})
+    changes, after = diff(state, runner_events(T1, changed=[newer, update]), T1)
+    rows = {w.row.uid: w for w in changes.runners}
+    assert (rows["er-idle"].new, rows["er-idle"].row.is_deleted) == (False, True)
+    assert (rows["er-newer"].new, rows["er-newer"].row.is_deleted) == (True, False)
+    assert (changes.names_reused, changes.vanished, changes.deleted) == (1, 1, 1)
+    assert set(after.runners) == {"er-newer", "er-busy"}
+    assert after.live_names[("arc-runners", name)] == "er-newer"
+
+
+def test_orphans_are_attached_to_their_new_pool_past_the_runners_of_other_pools(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    gpu = arc.runner_set(name="arc-gpu", uid="ars-gpu", rv="30")
+    orphan = arc.merged(
+        arc.ephemeral_runner(name="arc-gpu-runner-1", uid="er-gpu", rv="31"),
+        {
+            "metadata": {
+                "ownerReferences": None,
+                "labels": {
+                    "actions.github.com/scale-set-name": "arc-gpu",
+                    "actions.github.com/scale-set-namespace": "arc-runners",
+                },
+            }
+        },
+    )
+    changes, state = diff(state, runner_events(T1, changed=[orphan]), T1)
+    assert changes.runners[0].row.runner_set_uid is None
+    changes, after = diff(state, [observed(RUNNER_SETS, gpu, T2)], T2)
+    assert [(w.row.uid, w.new, w.row.runner_set_uid) for w in changes.runners] == [
+        ("er-gpu", False, "ars-gpu")
+    ]
+    assert after.runners["er-idle"].runner_set_uid == "ars-1"
+    assert after.tallies["ars-gpu"].current == 1
+
+
+def test_a_pool_recreated_under_its_name_does_not_take_the_old_ones_runners(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    recreated = arc.runner_set(uid="ars-2", rv="30")
+    batch = [
+        observed(RUNNER_SETS, arc.bumped(cluster["ars"], "29"), T1, deleted=True),
+        observed(RUNNER_SETS, recreated, T1),
+    ]
+    changes, after = diff(state, batch, T1)
+    assert changes.runners == ()
+    assert {r.runner_set_uid for r in after.runners.values()} == {"ars-1"}
+    assert after.active_by_key[("arc-runners", "arc-linux-x64")] == "ars-2"
