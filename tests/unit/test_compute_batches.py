@@ -7,7 +7,7 @@ from snapshotter.diff import counts
 from snapshotter.diff.observed import Input, Vanished
 from snapshotter.diff.rows import RunnerCounts
 from snapshotter.diff.state import SyncState
-from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS
+from snapshotter.model.records import EPHEMERAL_RUNNER_SETS, RUNNER_SETS, RUNNERS, SetKey
 from snapshotter.model.versions import Version
 from tests.support import arc_objects as arc
 from tests.support.observing import observed, runner_events
@@ -277,4 +277,4 @@ def test_a_pool_recreated_under_its_name_does_not_take_the_old_ones_runners(
     changes, after = diff(state, batch, T1)
     assert changes.runners == ()
     assert {r.runner_set_uid for r in after.runners.values()} == {"ars-1"}
-    assert after.active_by_key[("arc-runners", "arc-linux-x64")] == "ars-2"
+    assert after.active_by_key[SetKey("arc-runners", "arc-linux-x64")] == "ars-2"
