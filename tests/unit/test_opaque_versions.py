@@ -73,6 +73,7 @@ def test_a_runner_observation_that_arrived_before_the_stored_one_is_older() -> N
     changes, after = diff(state, [seen(RUNNERS, earlier, 5, T1)], T1)
     assert not changes.writes_rows
     assert after.runners["er-idle"].phase == "Running"
+    assert after.seqs["er-idle"] == 12  # the stored observation's arrival stays
     later = arc.bumped(c["idle"], "r2", status={"phase": "Pending", "ready": False})
     changes, after = diff(state, [seen(RUNNERS, later, 20, T1)], T1)
     [write] = changes.runners

@@ -138,3 +138,16 @@ def test_a_pool_observed_again_unchanged_keeps_its_rows_sync_time(
     changes, after = diff(state, [observed(RUNNER_SETS, again, T1)], T1)
     assert changes.runner_sets == ()
     assert after.runner_sets["ars-1"].last_sync_at == T0
+
+
+def test_a_busy_runner_changing_after_its_pool_is_gone_keeps_its_pool_and_job(
+    cluster: dict[str, Any],
+) -> None:
+    state = loaded(cluster)
+    _, state = diff(state, [observed(RUNNER_SETS, cluster["ars"], T1, deleted=True)], T1)
+    changed = arc.bumped(cluster["busy"], "30", status={"ready": False})
+    changes, _ = diff(state, runner_events(T2, changed=[changed]), T2)
+    row = written(changes, "er-busy")
+    assert (row.ready, row.runner_set_uid, row.runner_set_name) == (False, "ars-1", "arc-linux-x64")
+    stored = state.runners["er-busy"]
+    assert (row.job_id, row.job_assigned_at, row.first_seen_at) == (stored.job_id, T0, T0)
