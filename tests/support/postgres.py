@@ -4,6 +4,9 @@ It listens on 127.0.0.1 on a free port, with its data in a temporary directory, 
 is stopped at the end of the session. PostgreSQL refuses to run as root, so under
 root (CI) it runs as the unprivileged `postgres` system user.
 
+`SharedPostgresServer` is a server started outside the test run instead (see
+SHARED_ENV).
+
 With `tls=` it is shaped like a managed PostgreSQL: over TCP it accepts only TLS
 connections with a password (SCRAM), using the given server certificate; the tests
 administer it through its Unix socket.
@@ -17,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -185,3 +189,71 @@ class PostgresServer:
         clause = f" TEMPLATE {template}" if template else ""
         self._execute(f'CREATE DATABASE "{name}"{clause}')
         return self.url(name)
+
+
+# A server started outside the test run, shared by successive runs (a mutation run
+# starts one test run per mutant): `host:port`, user postgres, trust authentication.
+# hack/test_postgres.py starts one and prints the value.
+SHARED_ENV = "SNAPSHOTTER_TEST_POSTGRES"
+
+
+class SharedPostgresServer(PostgresServer):
+    """A running server the tests only create and drop databases on.
+
+    Several test runs may use it one after another or at once, so the databases of
+    one run have names of their own and are dropped when their test ends; the
+    migrated template is kept, one per version of the migrations."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.user, self.password, self.tls = "postgres", None, None
+        self.settings = {}
+        self.root = Path(tempfile.gettempdir())
+
+    def start(self) -> None:
+        self._execute("SELECT 1")  # reachable, or fail early
+
+    def stop(self) -> None:
+        """Not the tests' to stop."""
+
+    def pause(self) -> None:
+        raise RuntimeError(f"a shared test server ({SHARED_ENV}) is not the tests' to stop")
+
+    def resume(self) -> None:
+        self.pause()
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"host={self.host} port={self.port} user={self.user} dbname={database}"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{database}"
+
+    def drop_database(self, name: str) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def has_database(self, name: str) -> bool:
+        conn = psycopg2.connect(self.dsn())
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def exclusive(self, key: int) -> Iterator[None]:
+        """One test run at a time in the block (a session-level advisory lock)."""
+        conn = psycopg2.connect(self.dsn())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (key,))
+            yield
+        finally:
+            conn.close()  # releases the lock
+
+
+def shared_server() -> SharedPostgresServer | None:
+    address = os.environ.get(SHARED_ENV)
+    return SharedPostgresServer(address) if address else None
