@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from snapshotter.db.store import Store
 from snapshotter.diff.changes import ChangeSet, RowWrite
-from snapshotter.diff.rows import RunnerStateRow
+from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
 from tests.support.db_rows import rows
 from tests.support.store_rows import runner_row
 
@@ -92,3 +92,73 @@ def test_unknown_facts_are_filled_in_later(pg_engine: Engine) -> None:
     assert (row["job_id"], row["github_run_id"], row["head_sha"]) == ("job-1", 41, "abc")
     assert (row["is_completed"], row["completion_source"]) == (True, "phase")
     assert row["completed_at"] == FINISHED.completed_at
+
+
+def test_a_later_write_never_moves_when_a_runner_was_first_seen(pg_engine: Engine) -> None:
+    write(pg_engine, FINISHED, new=True)
+    write(pg_engine, replace(FINISHED, first_seen_at=T0 + timedelta(hours=1)), new=False)
+    assert stored(pg_engine, "u1")["first_seen_at"] == FINISHED.first_seen_at
+
+
+def test_a_pod_template_read_once_stays_known(pg_engine: Engine) -> None:
+    """What a job cost is read from the runner's pod template, which later
+    observations (a runner being deleted, a relist) may no longer carry."""
+    requests, limits = {"cpu": 2000, "memory": 4 << 30}, {"nvidia.com/gpu": 1}
+    write(
+        pg_engine, replace(FINISHED, resource_requests=requests, resource_limits=limits), new=True
+    )
+    write(pg_engine, replace(FINISHED, resource_requests=None, resource_limits=None), new=False)
+    row = stored(pg_engine, "u1")
+    assert (row["resource_requests"], row["resource_limits"]) == (requests, limits)
+
+
+def test_a_deleted_pool_stays_deleted(pg_engine: Engine) -> None:
+    """A pool's deletion is a fact: a stale writer's live row does not bring it back,
+    nor move when it was deleted."""
+    gone_at = T0 + timedelta(minutes=5)
+    deleted = replace(pool_row(), status="deleted", deleted_at=gone_at, resource_version="9")
+    write_pool(pg_engine, deleted)
+    write_pool(pg_engine, replace(pool_row(), status="active", deleted_at=None))
+    row = rows(pg_engine, "github_runner_sets")[0]
+    assert (row["status"], row["deleted_at"]) == ("deleted", gone_at)
+    write_pool(pg_engine, replace(deleted, deleted_at=gone_at + timedelta(hours=1)))
+    assert rows(pg_engine, "github_runner_sets")[0]["deleted_at"] == gone_at
+
+
+def pool_row() -> RunnerSetRow:
+    return RunnerSetRow(
+        uid="ars-1",
+        cluster_name="",
+        namespace="arc-runners",
+        name="gpu-runners",
+        resource_version="5",
+        github_config_url="https://github.com/acme-corp",
+        github_config_secret=None,
+        runner_group=None,
+        github_owner="acme-corp",
+        github_repo=None,
+        github_enterprise=None,
+        github_host="github.com",
+        min_runners=0,
+        max_runners=4,
+        runner_scale_set_id=None,
+        runner_scale_set_name=None,
+        phase=None,
+        status="active",
+        deleted_at=None,
+        current_runners=0,
+        desired_runners=0,
+        pending_runners=0,
+        running_runners=0,
+        failed_runners=0,
+        busy_runners=0,
+        last_sync_at=None,
+    )
+
+
+def write_pool(engine: Engine, row: RunnerSetRow) -> None:
+    store = Store(engine, cluster_name="", timeout=30)
+    try:
+        store.apply(ChangeSet(now=T0, runner_sets=(RowWrite(row, new=False),)))
+    finally:
+        store.close()
