@@ -13,8 +13,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from snapshotter.db.store import Store
+from snapshotter.diff import mapping
 from snapshotter.diff.changes import ChangeSet, RowWrite
-from snapshotter.diff.rows import RunnerSetRow, RunnerStateRow
+from snapshotter.diff.rows import RunnerCounts, RunnerSetRow, RunnerStateRow
+from snapshotter.model import parse
+from tests.support import arc_objects as arc
 from tests.support.db_rows import rows
 from tests.support.store_rows import runner_row
 
@@ -126,34 +129,8 @@ def test_a_deleted_pool_stays_deleted(pg_engine: Engine) -> None:
 
 
 def pool_row() -> RunnerSetRow:
-    return RunnerSetRow(
-        uid="ars-1",
-        cluster_name="",
-        namespace="arc-runners",
-        name="gpu-runners",
-        resource_version="5",
-        github_config_url="https://github.com/acme-corp",
-        github_config_secret=None,
-        runner_group=None,
-        github_owner="acme-corp",
-        github_repo=None,
-        github_enterprise=None,
-        github_host="github.com",
-        min_runners=0,
-        max_runners=4,
-        runner_scale_set_id=None,
-        runner_scale_set_name=None,
-        phase=None,
-        status="active",
-        deleted_at=None,
-        current_runners=0,
-        desired_runners=0,
-        pending_runners=0,
-        running_runners=0,
-        failed_runners=0,
-        busy_runners=0,
-        last_sync_at=None,
-    )
+    record = parse.parse_runner_set(arc.runner_set(uid="ars-1", rv="5")).record
+    return mapping.runner_set_row(record, counts=RunnerCounts(), cluster_name="", now=T0)
 
 
 def write_pool(engine: Engine, row: RunnerSetRow) -> None:
