@@ -1123,7 +1123,13 @@ class Interleavings(RuleBasedStateMachine):
             after = states.get(uid)
             if after is None:
                 assert self.mode.lens, f"{uid}: row removed"
-                continue  # Lens keys runner states by name: a new uid took it
+                # Lens keys runner states by name: a new uid took it, from a runner
+                # whose end is recorded (never a live one's row)
+                runner = self.oracle.runners.get(uid)
+                assert runner is None or runner.is_deleted, (
+                    f"{uid}: the row of a live runner removed\n" + self._trace(uid)
+                )
+                continue
             for column in FACTS:
                 if before[column] is not None:
                     assert after[column] == before[column], f"{uid}.{column} moved"
