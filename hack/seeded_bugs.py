@@ -140,16 +140,23 @@ BUGS = (
     Bug(
         "a late fact about a runner whose name a newer one took is written over that name",
         "snapshotter/db/names.py",
-        '    return [r for r in rows if r["uid"] not in rowless]\n',
+        '    return [r for r in rows if r["uid"] not in newer]\n',
         "    return rows\n",
         ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
     ),
     Bug(
         "an older runner learned late takes the row of a newer one of its name",
         "snapshotter/db/names.py",
-        "                        t.creation_timestamp <= created,\n",
-        "                        True,\n",
+        "t.creation_timestamp <= created),",
+        "True),",
         ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
+    ),
+    Bug(
+        "a new runner whose name an older one still holds is left without a row",
+        "snapshotter/db/names.py",
+        "        if UNKNOWN in (mine, theirs) or theirs >= mine:\n",
+        "        if True:\n",
+        ("tests/integration/test_lens_engine.py",),
     ),
     Bug(
         "a runner being deleted is skipped as unchanged by a list",

@@ -6,14 +6,15 @@ names, and a name is free again once its runner is gone, so a new uid may take t
 name of a runner the snapshotter stored. The diff records the older runner's end
 first (a name held by a new uid means the old runner is gone) in the same
 transaction, with its run rows; only then does the name go to the new uid: the row
-freed is one whose runner's end is recorded and that was not created after the
-new one, or one written by someone else (no resourceVersion). A live runner's row is
-never deleted here.
+freed is one whose runner's end is recorded, or one written by someone else (no
+resourceVersion), and either way of a runner not created after the new one. A live
+runner's row is never deleted here.
 
 A runner whose name a newer one holds has no row to land in: one learned late (a
 list taken before a name was reused, handed over after), or one whose row already
 went to the newer. Its runner-state write is left out, and its run rows, written
-apart, keep its job.
+apart, keep its job. A new runner whose name an older one still holds (that
+runner's end refused, or not known yet) is refused by the name's key and retried.
 """
 
 from datetime import UTC, datetime
@@ -35,17 +36,8 @@ def free_statement(table: Table) -> Any:
             t.namespace == bindparam("free_namespace"),
             t.name == bindparam("free_name"),
             t.uid != bindparam("free_uid"),
-            or_(
-                t.resource_version.is_(None),
-                and_(
-                    t.is_deleted.is_(True),
-                    or_(
-                        created.is_(None),
-                        t.creation_timestamp.is_(None),
-                        t.creation_timestamp <= created,
-                    ),
-                ),
-            ),
+            or_(t.resource_version.is_(None), t.is_deleted.is_(True)),
+            or_(created.is_(None), t.creation_timestamp.is_(None), t.creation_timestamp <= created),
         )
     )
 
@@ -53,19 +45,21 @@ def free_statement(table: Table) -> Any:
 def holding_their_names(
     conn: Connection, table: Table, free: Any, rows: list[Row], *, new: bool
 ) -> list[Row]:
-    """The rows that get (or keep) their name: new rows take it from the runners
-    `free` lets go, the newest of a batch first; a row whose name another uid's row
-    still holds is left out."""
+    """The rows to write: new rows take their name from the runners `free` lets go,
+    the newest of a batch first; a row whose name a runner created after it (or in
+    the same second) holds is left out. A row whose name an older runner still
+    holds is written, and refused by the name's key: that runner's end is not
+    recorded yet, and the refused object is retried once it is."""
     if new:
         rows = _newest_per_name(rows)
         if rows:
             conn.execute(free, [_free_params(r) for r in rows])
-    rowless = _without_own_row(conn, table, rows)
-    return [r for r in rows if r["uid"] not in rowless]
+    newer = _held_by_a_newer_runner(conn, table, rows)
+    return [r for r in rows if r["uid"] not in newer]
 
 
 def _free_params(row: Row) -> Row:
-    created = _created(row)
+    created = _created(row["creation_timestamp"])
     return {
         "free_namespace": row["namespace"],
         "free_name": row["name"],
@@ -81,35 +75,40 @@ def _newest_per_name(rows: list[Row]) -> list[Row]:
     for row in rows:
         key = (row["namespace"], row["name"])
         held = newest.get(key)
-        if held is None or _created(held) <= _created(row):
+        if held is None or _created(held["creation_timestamp"]) <= _created(
+            row["creation_timestamp"]
+        ):
             newest[key] = row
     return list(newest.values())
 
 
-def _created(row: Row) -> datetime:
-    """A row's creationTimestamp; UNKNOWN when not known (None, or a zero time)."""
-    created: datetime | None = row["creation_timestamp"]
+def _created(created: datetime | None) -> datetime:
+    """A creationTimestamp (UTC where the column has no time zone); UNKNOWN when not
+    known (None, or a zero time)."""
     if created is None or is_zero_time(created):
         return UNKNOWN
-    return created
+    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
 
 
-def _without_own_row(conn: Connection, table: Table, rows: list[Row]) -> set[str]:
-    """The uids among `rows` that have no row while another uid's row holds their
-    name."""
+def _held_by_a_newer_runner(conn: Connection, table: Table, rows: list[Row]) -> set[str]:
+    """The uids among `rows` that have no row while another uid's row, of a runner
+    not created before theirs (or of unknown creation), holds their name."""
     if not rows:
         return set()
     t = table.c
     keys = {(r["namespace"], r["name"]) for r in rows}
-    query = select(t.uid, t.namespace, t.name).where(
+    query = select(t.uid, t.namespace, t.name, t.creation_timestamp).where(
         or_(t.uid.in_({r["uid"] for r in rows}), tuple_(t.namespace, t.name).in_(keys))
     )
     found = conn.execute(query).all()
     have_row = {f.uid for f in found}
-    holder = {(f.namespace, f.name): f.uid for f in found}
-    return {
-        r["uid"]
-        for r in rows
-        if r["uid"] not in have_row
-        and holder.get((r["namespace"], r["name"]), r["uid"]) != r["uid"]
-    }
+    holders = {(f.namespace, f.name): f for f in found}
+    newer = set()
+    for row in rows:
+        holder = holders.get((row["namespace"], row["name"]))
+        if row["uid"] in have_row or holder is None or holder.uid == row["uid"]:
+            continue
+        mine, theirs = _created(row["creation_timestamp"]), _created(holder.creation_timestamp)
+        if UNKNOWN in (mine, theirs) or theirs >= mine:
+            newer.add(row["uid"])
+    return newer

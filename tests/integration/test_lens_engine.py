@@ -88,6 +88,7 @@ def test_a_job_learned_after_a_reused_name_took_the_row_keeps_its_run(adopted: E
     harness.poll(MemorySource([ars, ers, idle]))
     token = harness.begin_list()  # a list taken now sees u1 with its job ...
     listed = MemorySource([ars, ers, arc.with_job(arc.bumped(idle, "15"))])
+    listed.list_version = 14  # lists carry the resourceVersion of their time
     harness.event("ADDED", arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20"))
     harness.drain()  # ... u2 takes the name, so u1 is gone and its row is u2's
     harness.hand_list(listed, token=token)  # the list reaches the writer last
@@ -96,7 +97,7 @@ def test_a_job_learned_after_a_reused_name_took_the_row_keeps_its_run(adopted: E
     assert [r["workload_uid"] for r in our_runs(adopted)] == ["u1"]
     assert rows(adopted, "snapshotter_rejects") == []
     named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
-    assert [r["uid"] for r in named] == ["u2"]
+    assert [(r["uid"], r["is_deleted"]) for r in named] == [("u2", False)]
 
 
 def test_an_older_runner_learned_late_never_takes_the_newer_ones_row(adopted: Engine) -> None:
@@ -109,6 +110,7 @@ def test_an_older_runner_learned_late_never_takes_the_newer_ones_row(adopted: En
     token = harness.begin_list()  # a list taken now sees u1 with its job ...
     older = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="15"))
     listed = MemorySource([ars, ers, older])
+    listed.list_version = 14  # lists carry the resourceVersion of their time
     newer = arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20", created="2026-11-28T09:05:00Z")
     harness.event("ADDED", newer)  # ... then u1 is gone, and u2 comes and goes
     harness.event("DELETED", arc.bumped(newer, "21"))
@@ -121,3 +123,46 @@ def test_an_older_runner_learned_late_never_takes_the_newer_ones_row(adopted: En
     assert rows(adopted, "snapshotter_rejects") == []
     named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
     assert [r["uid"] for r in named] == ["u2"]
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_name_taken_while_the_older_runners_end_is_refused(adopted: Engine, busy: bool) -> None:
+    """The database refuses u1's end (a rule about u1's row alone); meanwhile u2 takes
+    the name and goes. Once the rule is lifted and u1 retried, the name shows u2's row,
+    the newest, and every job is a run."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    u1 = arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10")
+    harness.poll(MemorySource([ars, ers, u1]))
+    with adopted.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_u1_end() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.uid = 'u1' AND NEW.is_deleted THEN "
+            "RAISE EXCEPTION 'refused' USING ERRCODE = '23514'; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_u1_end BEFORE INSERT OR UPDATE ON "
+            "github_ephemeral_runner_states FOR EACH ROW EXECUTE FUNCTION refuse_u1_end()"
+        )
+    harness.poll(MemorySource([ars, ers]))  # u1 is gone: its end is refused
+    assert [r["uid"] for r in rows(adopted, "snapshotter_rejects")] == ["u1"]
+    u2 = arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20", created="2026-11-28T09:05:00Z")
+    if busy:
+        u2 = arc.with_job(u2)
+    harness.event("ADDED", u2)
+    harness.event("DELETED", arc.bumped(u2, "21"))
+    harness.drain()
+    with adopted.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_u1_end ON github_ephemeral_runner_states")
+    harness.applier.retry_rejected()
+    harness.drain()
+    harness.poll(MemorySource([ars, ers]))
+
+    runs = rows(adopted, "github_workflow_runs")
+    assert [r["workload_uid"] for r in runs if r["workload_uid"] in ("u1", "u2")] == (
+        ["u2"] if busy else []
+    )
+    assert rows(adopted, "snapshotter_rejects") == []
+    named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
+    assert [(r["uid"], r["is_deleted"]) for r in named] == [("u2", True)]
