@@ -47,15 +47,16 @@ def holding_their_names(
 ) -> list[Row]:
     """The rows to write: new rows take their name from the runners `free` lets go,
     the newest of a batch first; a row whose name a runner created after it (or in
-    the same second) holds is left out. A row whose name an older runner still
-    holds is written, and refused by the name's key: that runner's end is not
-    recorded yet, and the refused object is retried once it is."""
+    the same second) holds is left out, as is a known runner's whose row is gone. A
+    new row whose name an older runner still holds is written, and refused by the
+    name's key: that runner's end is not recorded yet, and the refused object is
+    retried once it is."""
     if new:
         rows = _newest_per_name(rows)
         if rows:
             conn.execute(free, [_free_params(r) for r in rows])
-    newer = _held_by_a_newer_runner(conn, table, rows)
-    return [r for r in rows if r["uid"] not in newer]
+    held = _held_by_another(conn, table, rows, only_newer=new)
+    return [r for r in rows if r["uid"] not in held]
 
 
 def _free_params(row: Row) -> Row:
@@ -90,9 +91,13 @@ def _created(created: datetime | None) -> datetime:
     return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
 
 
-def _held_by_a_newer_runner(conn: Connection, table: Table, rows: list[Row]) -> set[str]:
-    """The uids among `rows` that have no row while another uid's row, of a runner
-    not created before theirs (or of unknown creation), holds their name."""
+def _held_by_another(
+    conn: Connection, table: Table, rows: list[Row], *, only_newer: bool
+) -> set[str]:
+    """The uids among `rows` that have no row while another uid's row holds their
+    name; `only_newer`: a row of a runner not created before theirs (or of unknown
+    creation). A known runner without a row lost it to another (a newer runner, or
+    retention): it is never written over that name."""
     if not rows:
         return set()
     t = table.c
@@ -103,12 +108,12 @@ def _held_by_a_newer_runner(conn: Connection, table: Table, rows: list[Row]) -> 
     found = conn.execute(query).all()
     have_row = {f.uid for f in found}
     holders = {(f.namespace, f.name): f for f in found}
-    newer = set()
+    held = set()
     for row in rows:
         holder = holders.get((row["namespace"], row["name"]))
         if row["uid"] in have_row or holder is None or holder.uid == row["uid"]:
             continue
         mine, theirs = _created(row["creation_timestamp"]), _created(holder.creation_timestamp)
-        if UNKNOWN in (mine, theirs) or theirs >= mine:
-            newer.add(row["uid"])
-    return newer
+        if not only_newer or UNKNOWN in (mine, theirs) or theirs >= mine:
+            held.add(row["uid"])
+    return held
