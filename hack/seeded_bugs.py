@@ -140,7 +140,7 @@ BUGS = (
     Bug(
         "a late fact about a runner whose name a newer one took is written over that name",
         "snapshotter/db/names.py",
-        '    return [r for r in rows if r["uid"] not in newer]\n',
+        '    return [r for r in rows if r["uid"] not in held]\n',
         "    return rows\n",
         ("tests/integration/test_lens_engine.py", INTERLEAVINGS),
     ),
