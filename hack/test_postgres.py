@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL server for test runs to share, kept until interrupted.
 
-Prints `SNAPSHOTTER_TEST_POSTGRES=127.0.0.1:PORT` once the server accepts
+Prints `TEST_SHARED_POSTGRES=127.0.0.1:PORT` once the server accepts
 connections; test runs with that variable set use it instead of starting their own
 (tests/conftest.py), which saves a mutation run of the PostgreSQL tests the 5 to 20 s
 each mutant would spend starting one (docs/testing.md, "Mutation testing"). Stops

@@ -3,7 +3,7 @@
 Without PostgreSQL binaries the `db` tests skip locally with the reason; under
 CI=true a missing server is an error, so CI can never pass by skipping them.
 
-With SNAPSHOTTER_TEST_POSTGRES=host:port the suite uses that running server instead
+With TEST_SHARED_POSTGRES=host:port the suite uses that running server instead
 of starting one (hack/test_postgres.py; `make mutation` on the PostgreSQL half runs
 one test run per mutant). `pg_engine` and `empty_pg_engine` then drop their
 database after the test, and the migrated template is kept on the server, one per

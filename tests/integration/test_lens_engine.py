@@ -2,13 +2,11 @@
 run rows by (runner_set_id, workload_uid): a reused name never costs the older
 runner its job, and a runner seen before its pool gets one run row, not two."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
 
-from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.kube import resources
 from tests.support import arc_objects as arc
@@ -16,20 +14,16 @@ from tests.support import lens_schema
 from tests.support.db_rows import rows
 from tests.support.engine_harness import Harness
 from tests.support.memory_source import MemorySource
-from tests.support.postgres import PostgresServer
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 NAME = f"{lens_schema.POOL}-abcde-runner-r1"
-_names = iter(range(10**6))
 
 
 @pytest.fixture
-def adopted(postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(postgres.create_database(f"lensengine{next(_names)}"))
-    lens_schema.create(engine)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+def adopted(empty_pg_engine: Engine) -> Engine:
+    lens_schema.create(empty_pg_engine)
+    migrate.upgrade(empty_pg_engine)
+    return empty_pg_engine
 
 
 def pool() -> tuple[dict[str, object], dict[str, object]]:

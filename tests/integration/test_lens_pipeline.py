@@ -4,7 +4,6 @@ switch-over, runs and runner states carry `runner_type`, the config Lens would p
 wins, and final Lens's collection tasks and run summaries come with each run."""
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from snapshotter.assembly import open_store
-from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import DeclaredConfig, Store
 from snapshotter.diff.changes import ChangeSet
@@ -25,11 +23,9 @@ from tests.support import lens_schema
 from tests.support.daemon_process import database_url
 from tests.support.engine_harness import Harness
 from tests.support.memory_source import MemorySource
-from tests.support.postgres import PostgresServer
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 NS, POOL = lens_schema.NAMESPACE, lens_schema.POOL
-_names = iter(range(10**6))
 
 
 class Clock:
@@ -45,10 +41,8 @@ class Clock:
 
 
 @pytest.fixture
-def lens_engine(postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(postgres.create_database(f"lenspipe{next(_names)}"))
-    yield engine
-    engine.dispose()
+def lens_engine(empty_pg_engine: Engine) -> Engine:
+    return empty_pg_engine
 
 
 # The exporter's in-flight rows beside the fixture's lens-er-0002.

@@ -3,14 +3,12 @@ rows of every kind, and exactly the right ones go. A live runner, or a finished 
 whose run row is not written yet, stays whatever its age; run rows always stay."""
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, inspect
 
-from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate, retention
 from snapshotter.db.store import Store
 from snapshotter.db.tables import Base
@@ -18,7 +16,6 @@ from snapshotter.errors import StoreFenced
 from snapshotter.sync.retention import Policy, run_pass
 from tests.support import lens_schema
 from tests.support.db_rows import rows
-from tests.support.postgres import PostgresServer
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CLUSTER = "prod"
@@ -46,10 +43,8 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 
 
 @pytest.fixture
-def lens_engine(postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(postgres.create_database("lens_retention"))
-    yield engine
-    engine.dispose()
+def lens_engine(empty_pg_engine: Engine) -> Engine:
+    return empty_pg_engine
 
 
 def add(engine: Engine, table: str, *values: dict[str, Any]) -> None:

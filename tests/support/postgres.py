@@ -194,7 +194,7 @@ class PostgresServer:
 # A server started outside the test run, shared by successive runs (a mutation run
 # starts one test run per mutant): `host:port`, user postgres, trust authentication.
 # hack/test_postgres.py starts one and prints the value.
-SHARED_ENV = "SNAPSHOTTER_TEST_POSTGRES"
+SHARED_ENV = "TEST_SHARED_POSTGRES"
 
 
 class SharedPostgresServer(PostgresServer):
