@@ -1,0 +1,50 @@
+"""The store's start-up checks (SPEC §4.8, §5): one cluster per cluster_name, and
+Lens's task tables present before the option that writes them is honoured. On
+PostgreSQL."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from snapshotter.db import lens_tasks, migrate
+from snapshotter.db.store import Store
+from snapshotter.errors import StoreError
+from tests.support import lens_schema
+
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def test_the_first_cluster_to_claim_a_name_keeps_it(pg_engine: Engine) -> None:
+    store = Store(pg_engine, cluster_name="prod")
+    assert store.claim_cluster(None, now=T0) is None  # no identity known: nothing to compare
+    assert store.claim_cluster("kube-system-uid-a", now=T0) is None
+    assert store.claim_cluster("kube-system-uid-a", now=T0) is None  # the same cluster again
+    assert store.claim_cluster("kube-system-uid-b", now=T0) == "kube-system-uid-a"
+    assert store.claim_cluster(None, now=T0) is None
+    other = Store(pg_engine, cluster_name="staging")  # another name is another claim
+    assert other.claim_cluster("kube-system-uid-b", now=T0) is None
+    store.close()
+    other.close()
+
+
+def test_collection_tasks_need_lenss_task_tables(pg_engine: Engine) -> None:
+    Store(pg_engine, cluster_name="").check_lens_tables()  # the option off: nothing to check
+    store = Store(pg_engine, cluster_name="", collection_tasks=True)
+    with pytest.raises(StoreError) as refused:
+        store.check_lens_tables()
+    message = str(refused.value)
+    assert all(table in message for table in lens_tasks.REQUIRED), message
+    assert "lens.collection_tasks is on" in message
+    store.close()
+
+
+def test_collection_tasks_on_a_lens_database_pass_the_check(empty_pg_engine: Engine) -> None:
+    lens_schema.create(empty_pg_engine)
+    migrate.upgrade(empty_pg_engine)
+    store = Store(empty_pg_engine, cluster_name="", collection_tasks=True)
+    with pytest.raises(StoreError, match="no workload_task_state, github_workflow_run_summaries"):
+        store.check_lens_tables()  # Lens's own migrations have not made them yet
+    lens_schema.create_task_tables(empty_pg_engine)
+    store.check_lens_tables()
+    store.close()

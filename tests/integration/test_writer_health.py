@@ -1,0 +1,94 @@
+"""What the writer reports about its own health, which the daemon acts on (SPEC §4.7):
+how long the database has not answered, how long a leader has held work without
+committing any, and a leader fenced by a newer one stepping down to a standby that
+keeps its observations. On PostgreSQL; the writer's monotonic clock is stepped by
+hand."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from snapshotter.sync import writer as writer_module
+from tests.support import arc_objects as arc
+from tests.support import poison
+from tests.support.engine_harness import Harness
+from tests.support.memory_source import MemorySource
+
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ticks(monkeypatch: pytest.MonkeyPatch) -> Monotonic:
+    clock = Monotonic()
+    monkeypatch.setattr(writer_module, "monotonic", clock)
+    return clock
+
+
+def pool() -> list[dict[str, Any]]:
+    ars = arc.runner_set(uid="ars", rv="1")
+    return [ars, arc.ephemeral_runner_set(ars, uid="ers", rv="2")]
+
+
+def pool_with_a_runner() -> list[dict[str, Any]]:
+    ars, ers = pool()
+    return [ars, ers, arc.ephemeral_runner(ers, uid="u0", rv="3")]
+
+
+def test_unreachable_and_stalled_count_from_the_last_answer_and_commit(
+    pg_engine: Engine, ticks: Monotonic
+) -> None:
+    poison.arm(pg_engine)
+    harness = Harness(pg_engine, clock=lambda: T0)
+    writer = harness.writer
+    writer.idle_probe_seconds = 60  # no probe between the failure and the readings
+    assert (writer.unreachable_for(), writer.stalled_for()) == (0.0, 0.0)
+
+    ticks.now = 1010.0
+    harness.hand_list(MemorySource(pool_with_a_runner()))
+    assert writer.stalled_for() == 10.0  # work held since the last commit (at 1000)
+    assert writer.unreachable_for() == 0.0  # the database answers
+
+    poison.fail_next_commits(pg_engine, 1)  # a runner state's write fails once (40001)
+    ticks.now = 1020.0
+    assert writer.step() is False  # the commit failed: an outage
+    assert not writer.database_available
+    ticks.now = 1027.0
+    assert writer.unreachable_for() == 27.0  # nothing has answered since 1000
+    assert writer.stalled_for() == 27.0
+
+    writer.follow(keep=None)  # a standby holds work but stalls nothing
+    assert writer.stalled_for() == 0.0
+    writer.lead(lambda: None, then=lambda: None)
+
+    ticks.now = 1030.0
+    harness.drain()
+    assert (writer.unreachable_for(), writer.stalled_for()) == (0.0, 0.0)
+    assert (writer.last_success, writer.last_commit) == (1030.0, 1030.0)
+
+
+def test_a_leader_fenced_by_a_newer_one_steps_down_and_keeps_its_work(
+    pg_engine: Engine,
+) -> None:
+    old = Harness(pg_engine, clock=lambda: T0)
+    old.store.take_leadership("old", now=T0)
+    old.poll(MemorySource(pool()))
+    new = Harness(pg_engine, clock=lambda: T0)
+    new.store.take_leadership("new", now=T0)
+
+    runner = arc.ephemeral_runner(arc.ephemeral_runner_set(pool()[0], uid="ers"), uid="u1")
+    assert old.event("ADDED", runner)
+    assert old.writer.step() is False
+    assert not old.writer.leading
+    assert old.applier.stats.errors["fenced"] == 1
+    assert [uid for _resource, uid in old.queue.pending_keys()] == ["u1"]  # given back
+    assert old.writer.database_available  # fenced is not an outage
