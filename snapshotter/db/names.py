@@ -84,11 +84,11 @@ def _newest_per_name(rows: list[Row]) -> list[Row]:
 
 
 def _created(created: datetime | None) -> datetime:
-    """A creationTimestamp (UTC where the column has no time zone); UNKNOWN when not
-    known (None, or a zero time)."""
+    """A creationTimestamp (Lens's column has a time zone); UNKNOWN when not known
+    (None, or a zero time)."""
     if created is None or is_zero_time(created):
         return UNKNOWN
-    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+    return created
 
 
 def _held_by_another(
@@ -101,9 +101,10 @@ def _held_by_another(
     if not rows:
         return set()
     t = table.c
+    # a runner's name never changes, so its own row, if it has one, is among these
     keys = {(r["namespace"], r["name"]) for r in rows}
     query = select(t.uid, t.namespace, t.name, t.creation_timestamp).where(
-        or_(t.uid.in_({r["uid"] for r in rows}), tuple_(t.namespace, t.name).in_(keys))
+        tuple_(t.namespace, t.name).in_(keys)
     )
     found = conn.execute(query).all()
     have_row = {f.uid for f in found}

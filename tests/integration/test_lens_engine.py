@@ -160,3 +160,73 @@ def test_a_name_taken_while_the_older_runners_end_is_refused(adopted: Engine, bu
     assert rows(adopted, "snapshotter_rejects") == []
     named = [r for r in rows(adopted, "github_ephemeral_runner_states") if r["name"] == NAME]
     assert [(r["uid"], r["is_deleted"]) for r in named] == [("u2", True)]
+
+
+def named_rows(engine: Engine, name: str = NAME) -> list[tuple[str, bool]]:
+    states = rows(engine, "github_ephemeral_runner_states")
+    return [(r["uid"], r["is_deleted"]) for r in states if r["name"] == name]
+
+
+def test_a_new_runner_frees_only_its_own_name(adopted: Engine) -> None:
+    """An ended runner's row stays when a new runner of another name is written."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    ended = arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10")
+    harness.poll(MemorySource([ars, ers, ended]))
+    harness.poll(MemorySource([ars, ers]))  # u1 is gone: its end is recorded
+    other = f"{lens_schema.POOL}-abcde-runner-r2"
+    later = arc.ephemeral_runner(ers, name=other, uid="u2", rv="20", created="2026-11-28T09:05:00Z")
+    harness.poll(MemorySource([ars, ers, later]))
+
+    assert named_rows(adopted) == [("u1", True)]
+    assert named_rows(adopted, other) == [("u2", False)]
+
+
+@pytest.mark.parametrize(
+    ("newer_first", "created"),
+    [
+        (False, "2026-11-28T09:05:00Z"),
+        (True, "2026-11-28T09:05:00Z"),
+        (False, "2026-11-28T09:00:00Z"),
+    ],
+    ids=["in-order", "newer-first", "same-second"],
+)
+def test_of_two_new_runners_of_one_name_in_a_batch_the_newer_gets_the_row(
+    adopted: Engine, newer_first: bool, created: str
+) -> None:
+    """u1 comes and goes, u2 takes its name, all before the writer's next batch: the
+    row is u2's, whichever came first in the batch, and also when both were created
+    in the same second (creation times have one-second resolution; then the one that
+    came last is the newer); u1's job is its run."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    harness.poll(MemorySource([ars, ers]))
+    older = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10"))
+    newer = arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20", created=created)
+    events = [("ADDED", older), ("DELETED", arc.bumped(older, "11"))]
+    events = [("ADDED", newer), *events] if newer_first else [*events, ("ADDED", newer)]
+    for kind, obj in events:
+        harness.event(kind, obj)
+    harness.drain()
+
+    assert named_rows(adopted) == [("u2", False)]
+    assert [r["workload_uid"] for r in our_runs(adopted)] == ["u1"]
+    assert rows(adopted, "snapshotter_rejects") == []
+
+
+def test_a_runner_without_a_creation_time_takes_an_ended_runners_name(adopted: Engine) -> None:
+    """The API server always sets creationTimestamp; without one the runner counts
+    as of unknown age, and an ended runner's row of its name is still freed for it."""
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    ended = arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10")
+    harness.poll(MemorySource([ars, ers, ended]))
+    harness.poll(MemorySource([ars, ers]))
+    unborn = arc.merged(
+        arc.ephemeral_runner(ers, name=NAME, uid="u2", rv="20"),
+        {"metadata": {"creationTimestamp": None}},
+    )
+    harness.poll(MemorySource([ars, ers, unborn]))
+
+    assert named_rows(adopted) == [("u2", False)]
+    assert rows(adopted, "snapshotter_rejects") == []
