@@ -220,6 +220,17 @@ def test_second_identical_cycle_writes_zero_rows(pg_engine: Engine) -> None:
     assert write_counters(pg_engine) == after_first
 
 
+def test_a_list_of_unchanged_objects_queues_none_of_them(pg_engine: Engine) -> None:
+    """An item at its stored resourceVersion only proves presence (sync/intake.py)."""
+    harness, source, objects = first_cycle(pg_engine)
+    harness.hand_list(source)
+    assert len(harness.queue) == 0
+    changed = arc.bumped(objects["running"], "9000")
+    source.put(changed)
+    harness.hand_list(source)
+    assert harness.queue.pending_keys() == {("ephemeralrunners", changed["metadata"]["uid"])}
+
+
 def test_finished_runner_gets_one_run_per_matching_config(pg_engine: Engine) -> None:
     harness, source, objects = first_cycle(pg_engine)
     source.remove(objects["running"])  # its job ended and ARC deleted it between two lists

@@ -4,11 +4,12 @@ committing any, and a leader fenced by a newer one stepping down to a standby th
 keeps its observations. On PostgreSQL; the writer's monotonic clock is stepped by
 hand."""
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from snapshotter.sync import writer as writer_module
 from tests.support import arc_objects as arc
@@ -92,3 +93,60 @@ def test_a_leader_fenced_by_a_newer_one_steps_down_and_keeps_its_work(
     assert old.applier.stats.errors["fenced"] == 1
     assert [uid for _resource, uid in old.queue.pending_keys()] == ["u1"]  # given back
     assert old.writer.database_available  # fenced is not an outage
+
+
+def refuse_connections(engine: Engine, refuse: bool) -> None:
+    """The database stops (or resumes) taking connections, and drops the open ones:
+    to the writer, a database out of reach."""
+    database = engine.url.database
+    admin = create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {not refuse}')
+        if refuse:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}'"
+            )
+    admin.dispose()
+
+
+def gauge(harness: Harness, name: str) -> float | None:
+    value: float | None = harness.applier.stats.registry.get_sample_value(name)
+    return value
+
+
+def test_an_unreachable_database_is_probed_at_its_interval_and_written_once_back(
+    pg_engine: Engine, ticks: Monotonic, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=writer_module.__name__)
+    harness = Harness(pg_engine, clock=lambda: T0)
+    writer = harness.writer
+    writer.probe_seconds = 5
+    writer.follow(keep=None)
+    writer.lead(lambda: None, then=lambda: None)
+    harness.hand_list(MemorySource(pool_with_a_runner()))
+
+    refuse_connections(pg_engine, True)
+    try:
+        assert writer.step() is False  # the write finds no database
+        assert not writer.database_available
+        assert gauge(harness, "snapshotter_database_available") == 0
+        ticks.now += 1
+        assert writer.step() is False  # no probe before its interval
+        ticks.now += 5
+        assert writer.step() is False  # the probe fails: still away, work still held
+        assert not writer.database_available
+        assert harness.applier.stats.errors["database"] == 1  # and no write was tried
+        assert len(harness.queue) == 3
+        ticks.now += 1
+    finally:
+        refuse_connections(pg_engine, False)
+    assert writer.step() is False  # the failed probe set the next one 5 s later
+    ticks.now += 5
+    assert writer.step() is True  # the probe answers, and the work is written
+    assert writer.database_available
+    assert gauge(harness, "snapshotter_database_available") == 1
+    assert gauge(harness, "snapshotter_leader") == 1
+    assert len(harness.queue) == 0
+    assert writer.idle  # nothing queued, no transaction under way: retention may run
+    assert any("database reachable again, writing" in r.getMessage() for r in caplog.records)

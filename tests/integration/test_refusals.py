@@ -1,8 +1,10 @@
-"""Pool counts and history rows the database refuses (SPEC §6): each is recorded in
-snapshotter_rejects and skipped, the other pools' rows are written, and the writer
-goes on; a refused pool's counts are not tried again until they change or a retry,
-and a refused history row stays owed until it is written. On PostgreSQL, with the
-refusals of tests/support/poison.py."""
+"""Rows the database refuses for their data (SPEC §6), on PostgreSQL with the
+refusals of tests/support/poison.py: each refusal is recorded in snapshotter_rejects
+and the rest is written, and the writer goes on. An object whose end is refused
+leaves the state (so that every list does not try again) and keeps its row; a
+pool's refused counts are not tried again until they change or a retry; a refused
+history row stays owed until it is written.
+"""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -172,3 +174,40 @@ def test_a_refused_history_row_is_recorded_skipped_and_still_owed(armed: Engine)
     clock.now += timedelta(minutes=1)
     harness.applier.flush()
     assert history_of(armed) == sorted([*before, ("alpha", 1), ("bravo", 2)])
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["runner", "pool"])
+def test_an_end_the_database_refuses_is_recorded_once_and_the_row_kept(
+    armed: Engine, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster, clock = TwoPools(), Clock()
+    cluster.add_runner("bravo")
+    harness = Harness(armed, clock=clock)
+    harness.poll(cluster.source())
+    table = SETS if kind == "pool" else "github_ephemeral_runner_states"
+    uid = "ars-bravo" if kind == "pool" else "bravo-1"
+    name = "bravo" if kind == "pool" else "bravo-abcde-runner-r1"
+    poison.refuse_named(armed, table, name, "22023")
+    if kind == "pool":
+        del cluster.objects["ars-bravo"]
+    else:
+        del cluster.objects["bravo-1"]
+    cluster.rv += 1
+    source = cluster.source()
+    result = harness.poll(source)
+
+    assert result.rejected == 1
+    refused = [r for r in rows(armed, "snapshotter_rejects") if r["uid"] == uid]
+    assert [(r["namespace"], r["name"]) for r in refused] == [("arc-runners", name)]
+    # the version of the list that showed it gone
+    assert cluster.rv < int(refused[0]["resource_version"]) <= source.list_version
+    row = next(r for r in rows(armed, table) if r["name"] == name)
+    assert (row.get("is_deleted"), row.get("status")) != (True, "deleted")  # kept as it was
+
+    clock.now += timedelta(seconds=10)
+    assert harness.poll(cluster.source()).rejected == 0  # forgotten: not tried again
+    assert logged(caplog, "object rejected by the database") == 1
