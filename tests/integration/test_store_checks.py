@@ -9,8 +9,10 @@ from sqlalchemy import Engine
 
 from snapshotter.db import lens_tasks, migrate
 from snapshotter.db.store import Store
-from snapshotter.errors import StoreError
+from snapshotter.diff.changes import RejectedObject
+from snapshotter.errors import StoreError, StoreFenced
 from tests.support import lens_schema
+from tests.support.db_rows import rows
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -48,3 +50,22 @@ def test_collection_tasks_on_a_lens_database_pass_the_check(empty_pg_engine: Eng
     lens_schema.create_task_tables(empty_pg_engine)
     store.check_lens_tables()
     store.close()
+
+
+def test_a_new_leader_is_recorded_and_fences_the_previous_one(pg_engine: Engine) -> None:
+    first = Store(pg_engine, cluster_name="prod")
+    second = Store(pg_engine, cluster_name="prod")
+    assert first.take_leadership("replica-a", now=T0) == 1
+    assert second.take_leadership("replica-b", now=T0) == 2
+    clusters = {r["cluster_name"]: r for r in rows(pg_engine, "snapshotter_clusters")}
+    assert (clusters["prod"]["leader"], clusters["prod"]["leader_epoch"]) == ("replica-b", 2)
+    assert first.superseded_at() is not None
+    assert second.superseded_at() is None
+
+    refused = RejectedObject("ephemeralrunners", "u1", "ns", "r1", "7", "refused")
+    with pytest.raises(StoreFenced):
+        first.reject(refused, payload=(), now=T0)  # the deposed leader writes nothing
+    second.reject(refused, payload=(), now=T0)
+    assert [r["uid"] for r in rows(pg_engine, "snapshotter_rejects")] == ["u1"]
+    first.close()
+    second.close()
