@@ -4,7 +4,6 @@ changed, on real PostgreSQL, through the command line as an operator runs it."""
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,16 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from snapshotter.db import engine as db_engine
 from snapshotter.db import migrate
 from snapshotter.db.store import Store
 from snapshotter.diff.changes import ChangeSet, RowWrite
 from tests.support import lens_schema
 from tests.support.daemon_process import database_url
-from tests.support.postgres import PostgresServer
 from tests.support.store_rows import runner_row
 
-_names = iter(range(10**6))
 OURS = {  # a few columns and indexes the upgrade adds to each adopted table
     "github_runner_sets": ({"cluster_name", "resource_version", "busy_runners"}, set()),
     "github_workflow_configs": (set(), set()),
@@ -37,10 +33,8 @@ OURS = {  # a few columns and indexes the upgrade adds to each adopted table
 
 
 @pytest.fixture
-def lens_engine(postgres: PostgresServer) -> Iterator[Engine]:
-    engine = db_engine.make_engine(postgres.create_database(f"lens{next(_names)}"))
-    yield engine
-    engine.dispose()
+def lens_engine(empty_pg_engine: Engine) -> Engine:
+    return empty_pg_engine
 
 
 def snapshotter(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
