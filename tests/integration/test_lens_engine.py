@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from snapshotter.db import migrate
+from snapshotter.diff.runner_kinds import WORKER, RunnerKinds
 from snapshotter.kube import resources
 from tests.support import arc_objects as arc
 from tests.support import lens_schema
@@ -230,3 +231,23 @@ def test_a_runner_without_a_creation_time_takes_an_ended_runners_name(adopted: E
 
     assert named_rows(adopted) == [("u2", False)]
     assert rows(adopted, "snapshotter_rejects") == []
+
+
+def test_lenss_own_runner_columns_are_filled(adopted: Engine) -> None:
+    """The columns Lens reads from a runner-state row under its own names: the
+    repository, completion and deletion times, runner_type from the name, and the
+    row's created_at/updated_at from the snapshotter's clock (not the server's)."""
+    ars, ers = pool()
+    kinds = RunnerKinds.from_pattern("-runner-r1$")  # this name is a worker's
+    harness = Harness(adopted, clock=lambda: NOW, runner_kinds=kinds)
+    busy = arc.with_job(arc.ephemeral_runner(ers, name=NAME, uid="u1", rv="10"))
+    harness.poll(MemorySource([ars, ers, busy]))
+    ending = arc.bumped(busy, "11", metadata={"deletionTimestamp": "2026-11-28T11:59:00Z"})
+    harness.poll(MemorySource([ars, ers, ending]))
+
+    row = next(r for r in rows(adopted, "github_ephemeral_runner_states") if r["uid"] == "u1")
+    assert row["repository"] == arc.JOB_STATUS["jobRepositoryName"]
+    assert row["deletion_time"] == datetime(2026, 11, 28, 11, 59, tzinfo=UTC)
+    assert row["completion_time"] == row["completed_at"] is not None
+    assert row["runner_type"] == WORKER
+    assert row["created_at"] == row["updated_at"] == NOW
