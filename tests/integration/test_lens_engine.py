@@ -251,3 +251,16 @@ def test_lenss_own_runner_columns_are_filled(adopted: Engine) -> None:
     assert row["completion_time"] == row["completed_at"] is not None
     assert row["runner_type"] == WORKER
     assert row["created_at"] == row["updated_at"] == NOW
+
+
+def test_a_row_lenss_exporter_wrote_gives_its_name_to_a_newer_runner(adopted: Engine) -> None:
+    """Lens's own row of a name (written by its exporter: no resourceVersion, not
+    marked deleted) goes to a runner created after it that now holds the name."""
+    name = "gpu-runners-abcde-runner-bbbbb"  # Lens's row: lens-er-0002, live to Lens
+    ars, ers = pool()
+    harness = Harness(adopted, clock=lambda: NOW)
+    newer = arc.ephemeral_runner(ers, name=name, uid="u9", rv="10")
+    harness.poll(MemorySource([ars, ers, newer]))
+
+    assert named_rows(adopted, name) == [("u9", False)]
+    assert rows(adopted, "snapshotter_rejects") == []

@@ -125,6 +125,24 @@ def test_a_pools_refused_counts_are_recorded_and_the_other_pools_counts_written(
     assert current_runners(armed) == {"alpha": 2, "bravo": 3}
 
 
+def test_every_pool_whose_counts_are_refused_is_counted(armed: Engine) -> None:
+    cluster, clock = TwoPools(), Clock()
+    harness = Harness(armed, clock=clock)
+    harness.poll(cluster.source())
+    poison.refuse_named(armed, SETS, "a", "P0001")  # both names have an "a"
+    cluster.add_runner("alpha")
+    cluster.add_runner("bravo")
+    harness.poll(cluster.source())
+
+    assert harness.writer.totals.rejected == 2
+    assert {r["uid"] for r in rejects_of(armed, COUNTS_REFUSED)} == {"ars-alpha", "ars-bravo"}
+    labels = {"resource": COUNTS_REFUSED}
+    metric = harness.applier.stats.registry.get_sample_value(
+        "snapshotter_objects_rejected_total", labels
+    )
+    assert metric == 2
+
+
 def test_a_retry_writes_the_refused_counts_that_did_not_move(armed: Engine) -> None:
     cluster, clock = TwoPools(), Clock()
     cluster.add_runner("bravo")

@@ -5,7 +5,7 @@ keeps its observations. On PostgreSQL; the writer's monotonic clock is stepped b
 hand."""
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -78,9 +78,11 @@ def test_unreachable_and_stalled_count_from_the_last_answer_and_commit(
 
 
 def test_a_leader_fenced_by_a_newer_one_steps_down_and_keeps_its_work(
-    pg_engine: Engine,
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = Harness(pg_engine, clock=lambda: T0)
+    monkeypatch.setattr(writer_module, "TRIM_SECONDS", 0.0)
+    now = [T0]
+    old = Harness(pg_engine, clock=lambda: now[0])
     old.store.take_leadership("old", now=T0)
     old.poll(MemorySource(pool()))
     new = Harness(pg_engine, clock=lambda: T0)
@@ -93,6 +95,14 @@ def test_a_leader_fenced_by_a_newer_one_steps_down_and_keeps_its_work(
     assert old.applier.stats.errors["fenced"] == 1
     assert [uid for _resource, uid in old.queue.pending_keys()] == ["u1"]  # given back
     assert old.writer.database_available  # fenced is not an outage
+
+    # a standby now: it keeps what it observed in the last 30 s, as standbys do
+    now[0] = T0 + timedelta(seconds=29.5)
+    old.writer.step()
+    assert len(old.queue) == 1
+    now[0] = T0 + timedelta(seconds=30.5)
+    old.writer.step()
+    assert len(old.queue) == 0
 
 
 def refuse_connections(engine: Engine, refuse: bool) -> None:
