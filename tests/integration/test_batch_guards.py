@@ -103,6 +103,29 @@ def test_a_runner_the_watch_brought_after_a_list_began_is_not_gone_by_that_list(
     assert "new" in harness.applier.state.runners
 
 
+def test_a_runner_observed_after_a_list_began_does_not_shield_the_others_from_it(
+    pg_engine: Engine,
+) -> None:
+    """The list at RV 110 shows neither runner: "new" (RV 120) came after it began, so
+    its absence says nothing; "missed" (RV 105) was there before, and the list says it
+    is gone (its deletion went unseen), whatever order the two are looked at in."""
+    clock = SteppedClock()
+    harness, source, objs = pool_with_a_busy_runner(pg_engine, clock)
+    token = harness.begin_list()
+    stale = MemorySource(source.objects.values())
+    stale.list_version = 110
+    newcomer = arc.ephemeral_runner(objs["ers"], name="new", uid="new", rv="120")
+    missed = arc.ephemeral_runner(objs["ers"], name="missed", uid="missed", rv="105")
+    harness.event("ADDED", newcomer)
+    harness.event("ADDED", missed)
+    harness.drain()
+    harness.hand_list(stale, token=token)
+    harness.drain()
+
+    assert state_of(pg_engine, "new")["is_deleted"] is False
+    assert state_of(pg_engine, "missed")["is_deleted"] is True
+
+
 def test_a_suspect_decided_in_a_failed_transaction_is_decided_again_by_its_retry(
     pg_engine: Engine,
 ) -> None:
