@@ -84,8 +84,8 @@ def _newest_per_name(rows: list[Row]) -> list[Row]:
 
 
 def _created(created: datetime | None) -> datetime:
-    """A creationTimestamp (Lens's column has a time zone); UNKNOWN when not known
-    (None, or a zero time)."""
+    """A creationTimestamp, always aware (`UtcDateTime` reads a column without time
+    zone as UTC); UNKNOWN when not known (None, or a zero time)."""
     if created is None or is_zero_time(created):
         return UNKNOWN
     return created
