@@ -226,6 +226,12 @@ def test_an_end_the_database_refuses_is_recorded_once_and_the_row_kept(
     row = next(r for r in rows(armed, table) if r["name"] == name)
     assert (row.get("is_deleted"), row.get("status")) != (True, "deleted")  # kept as it was
 
+    resource = "autoscalingrunnersets" if kind == "pool" else "ephemeralrunners"
+    metric = harness.applier.stats.registry.get_sample_value(
+        "snapshotter_objects_rejected_total", {"resource": resource}
+    )
+    assert metric == 1
+
     clock.now += timedelta(seconds=10)
     assert harness.poll(cluster.source()).rejected == 0  # forgotten: not tried again
     assert logged(caplog, "object rejected by the database") == 1

@@ -26,6 +26,8 @@ def test_the_first_cluster_to_claim_a_name_keeps_it(pg_engine: Engine) -> None:
     assert store.claim_cluster(None, now=T0) is None
     other = Store(pg_engine, cluster_name="staging")  # another name is another claim
     assert other.claim_cluster("kube-system-uid-b", now=T0) is None
+    identities = {r["cluster_name"]: r["identity"] for r in rows(pg_engine, "snapshotter_clusters")}
+    assert identities == {"prod": "kube-system-uid-a", "staging": "kube-system-uid-b"}
     store.close()
     other.close()
 

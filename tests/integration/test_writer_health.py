@@ -70,11 +70,26 @@ def test_unreachable_and_stalled_count_from_the_last_answer_and_commit(
     writer.follow(keep=None)  # a standby holds work but stalls nothing
     assert writer.stalled_for() == 0.0
     writer.lead(lambda: None, then=lambda: None)
+    ticks.now = 1028.0
+    assert writer.step() is True  # the probe answers, it leads again, the work is written
+    assert (writer.last_success, writer.last_commit) == (1028.0, 1028.0)
 
-    ticks.now = 1030.0
+    # a database that answers probes but refuses every commit is as good as away
+    ars, ers = pool()
+    harness.hand_list(MemorySource([ars, ers, arc.ephemeral_runner(ers, uid="u1", rv="4")]))
+    poison.fail_next_commits(pg_engine, 2)
+    ticks.now = 1040.0
+    assert writer.step() is False  # the commit fails
+    ticks.now = 1042.0
+    assert writer.step() is False  # the probe answers at 1042, the commit fails again
+    ticks.now = 1045.0
+    assert writer.unreachable_for() == 3.0  # it answered at 1042
+    assert writer.stalled_for() == 17.0  # nothing committed since 1028
+
+    ticks.now = 1050.0
     harness.drain()
     assert (writer.unreachable_for(), writer.stalled_for()) == (0.0, 0.0)
-    assert (writer.last_success, writer.last_commit) == (1030.0, 1030.0)
+    assert (writer.last_success, writer.last_commit) == (1050.0, 1050.0)
 
 
 def test_a_leader_fenced_by_a_newer_one_steps_down_and_keeps_its_work(
