@@ -72,9 +72,11 @@ def postgres_connect_args(timeout_seconds: float) -> dict[str, Any]:
         "keepalives_interval": 5,
         "keepalives_count": 3,
         "tcp_user_timeout": ms,
+        # TimeZone=UTC: a server or database set west of UTC renders Lens's zero time
+        # (0001-01-01 00:00+00) in year 0, which Python's datetime cannot hold
         "options": (
             f"-c statement_timeout={ms} -c lock_timeout={ms} "
-            f"-c idle_in_transaction_session_timeout={2 * ms}"
+            f"-c idle_in_transaction_session_timeout={2 * ms} -c TimeZone=UTC"
         ),
     }
 
