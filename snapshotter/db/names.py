@@ -101,17 +101,18 @@ def _held_by_another(
     if not rows:
         return set()
     t = table.c
-    # the table has one row per (namespace, name), and a runner's name never changes:
-    # a runner with a row of its own is that name's holder
+    # a runner's name never changes, so its own row, if it has one, is among these
     keys = {(r["namespace"], r["name"]) for r in rows}
     query = select(t.uid, t.namespace, t.name, t.creation_timestamp).where(
         tuple_(t.namespace, t.name).in_(keys)
     )
-    holders = {(f.namespace, f.name): f for f in conn.execute(query)}
+    found = conn.execute(query).all()
+    have_row = {f.uid for f in found}
+    holders = {(f.namespace, f.name): f for f in found}
     held = set()
     for row in rows:
         holder = holders.get((row["namespace"], row["name"]))
-        if holder is None or holder.uid == row["uid"]:
+        if row["uid"] in have_row or holder is None or holder.uid == row["uid"]:
             continue
         mine, theirs = _created(row["creation_timestamp"]), _created(holder.creation_timestamp)
         if not only_newer or UNKNOWN in (mine, theirs) or theirs >= mine:
